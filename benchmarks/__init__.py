@@ -1,0 +1,1 @@
+"""asv benchmarks for cpbench (thin: parameters and one library call each)."""
