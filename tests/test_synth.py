@@ -18,7 +18,7 @@ from cpbench import ometiff
 from cpbench.cli import main
 from cpbench.synth import PRESETS, Scene, SceneParams
 
-SMALL = ["--size", "300,260", "--tile", "64", "--quiet"]
+SMALL = ["--size", "300,260", "--tile", "64", "--quiet", "--no-preview"]
 
 
 def synth(tmp_path: Path, *args: str, name: str = "img.ome.tif") -> Path:
@@ -231,3 +231,15 @@ def test_console_script_exit_code_and_info(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "cpbench.cli", "info", str(tmp_path / "nope.ome.tif")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_small_images_show_tissue_and_a_preview(tmp_path: Path, seed: int) -> None:
+    out = tmp_path / "img.ome.tif"
+    assert main(["synth", "--size", "256,256", "--seed", str(seed), "--quiet", "--out", str(out)]) == 0
+    labels = tifffile.imread(tmp_path / "img.labels.ome.tif")
+    assert len(np.unique(labels)) > 100, "tissue is placed at the image centre, as on a slide"
+    png = tmp_path / "img.preview.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = __import__("matplotlib.pyplot", fromlist=["imread"]).imread(png)
+    assert img.shape[1] > img.shape[0] * 2 and img[..., :3].std() > 0.05  # three panels, not blank

@@ -186,6 +186,7 @@ class Scene:
         self._cand_cache = _LRU(maxsize=8 * width)
         self._acc_cache = _LRU(maxsize=24 * width)
         self._offsets: np.ndarray | None = None
+        self._tissue_offset = self._centre_tissue()
 
     # ----- nuclei placement -------------------------------------------------------------
     @property
@@ -198,8 +199,20 @@ class Scene:
 
     def _tissue_at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         p = self.params
-        t = noise.fractal_noise_at(p.seed, _S_TISSUE, y, x, p.tissue_scale, 3)
+        oy, ox = self._tissue_offset
+        t = noise.fractal_noise_at(p.seed, _S_TISSUE, np.asarray(y) + oy, np.asarray(x) + ox, p.tissue_scale, 3)
         return _smoothstep((t - self._tissue_level) / 0.06)
+
+    def _centre_tissue(self) -> tuple[int, int]:
+        """Shift of the tissue pattern (px) that puts tissue at the image centre, as on a real slide
+        (and so a small image is not all glass). The first of 64 fixed shifts that works; else none."""
+        cy, cx = np.array([self.shape[1] / 2]), np.array([self.shape[2] / 2])
+        self._tissue_offset = (0, 0)
+        for k in range(64):
+            self._tissue_offset = (k * 3001, k * 1777)
+            if self._tissue_at(cy, cx)[0] > 0.95:
+                return self._tissue_offset
+        return (0, 0)
 
     def _cellularity_at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         f = noise.fractal_noise_at(self.params.seed, _S_CELLULARITY, y, x, 160.0, 2)
@@ -419,7 +432,8 @@ class Scene:
     def tissue(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         """Soft tissue mask in [0, 1] over a window (float32)."""
         p = self.params
-        t = noise.fractal_noise(p.seed, _S_TISSUE, y0, x0, h, w, p.tissue_scale, 3)
+        oy, ox = self._tissue_offset
+        t = noise.fractal_noise(p.seed, _S_TISSUE, y0 + oy, x0 + ox, h, w, p.tissue_scale, 3)
         return _smoothstep((t - np.float32(self._tissue_level)) / np.float32(0.06)).astype(np.float32)
 
     def render(self, channel: int, y0: int, x0: int, h: int, w: int, labels_out: np.ndarray | None = None) -> np.ndarray:

@@ -59,11 +59,13 @@ def register(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-preview", action="store_true", help="do not write NAME.preview.png")
     p.set_defaults(func=run)
 
     q = sub.add_parser("info", help="summarise an OME-TIFF (shape, tiles, pyramid, channels)")
     q.add_argument("path", type=Path)
     q.add_argument("--json", action="store_true")
+    q.add_argument("--preview", type=Path, metavar="PNG", help="also draw an overview + crop picture here")
     q.set_defaults(func=run_info)
 
 
@@ -96,6 +98,12 @@ def _fmt_bytes(n: float) -> str:
     return f"{n} B"
 
 
+def _preview_path(image: Path) -> Path:
+    name = image.name
+    stem = name[: name.rindex(".ome.tif")] if ".ome.tif" in name else image.stem
+    return image.with_name(stem + ".preview.png")
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate the image; print a short summary (or JSON)."""
     from cpbench.synth import SceneParams
@@ -109,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     opt = OutputOptions(tile=args.tile, levels=args.levels, compression=args.compression,
                         pixel_size_um=args.pixel_size, overwrite=args.overwrite)
     s = generate(out, shape, sp, opt, progress=not args.quiet)
+    if not args.no_preview:
+        from cpbench.preview import write_preview
+
+        s["preview"] = str(write_preview(Path(s["image"]), _preview_path(Path(s["image"])), Path(s["labels"])))
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -117,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"labels     {s['labels']}  ({_fmt_bytes(s['labels_bytes'])})")
     print(f"shape      C={c} Y={y} X={x} uint16, tiles {s['tile']}x{s['tile']}, {s['levels']} sub-levels")
     print(f"nuclei     {s['nuclei']:,} ground-truth labels, tissue {s['tissue_fraction']:.0%} of the area")
+    if "preview" in s:
+        print(f"preview    {s['preview']}")
     print(f"time       {s['seconds']:.1f} s, {s['megapixels_per_second']:.2f} MP/s (all channels), "
           f"peak RSS {_fmt_bytes(s['peak_rss_bytes'])}")
     return 0
@@ -134,6 +148,10 @@ def run_info(args: argparse.Namespace) -> int:
         d = describe(args.path)
     except (tifffile.TiffFileError, ValueError) as exc:
         raise UserError(f"{args.path} is not a readable TIFF ({exc}); give an OME-TIFF") from None
+    if args.preview:
+        from cpbench.preview import write_preview
+
+        d["preview"] = str(write_preview(args.path, args.preview))
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
@@ -142,4 +160,6 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"levels    {d['levels']}")
     print(f"channels  {', '.join(d['channel_names']) or '(none named)'}")
     print(f"pixel     {d['pixel_size_um']} µm")
+    if "preview" in d:
+        print(f"preview   {d['preview']}")
     return 0
