@@ -1,0 +1,27 @@
+"""End to end: CellposeModel.eval on a crop (stages 2-10), with its accuracy (AP@0.5)."""
+
+from cpbench import bench as _b
+from cpbench import cellpose_stages as _cs
+from cpbench import inputs as _in
+from cpbench import probes as _probes
+
+
+class EndToEnd(_b.Accuracy, _b.DeviceStage):
+    params = (_b.DATASETS, _b.SIZES, _b.DEVICES, _b.MODELS, [_b.DIAMETER] if not _b.full_mode() else _b.DIAMETERS)
+    param_names = ["dataset", "size", "device", "model", "diameter"]
+    timeout = 4 * 3600.0 if _b.full_mode() else 1800.0
+
+    def prepare(self, dataset, size, device, model, diameter) -> None:
+        _b.require_device(device)
+        self.device = device
+        self.img, self.gt = _in.load_crop(dataset, size)
+        self.model = _in.load_model(model, device)
+        self.diameter = diameter
+
+    def predicted_bytes(self) -> int:
+        f = _cs.rescale_factor(self.diameter, self.model.diam_mean)
+        return _probes.predict_eval_bytes(int(self.img.size * max(f * f, 1.0)))
+
+    def run(self):
+        return _cs.eval_end_to_end(self.model, self.img, diameter=self.diameter)
+

@@ -1,0 +1,120 @@
+"""Stages 6-10, mask recovery: resample flows, follow_flows, get_masks, flow QC, fill holes / min size.
+
+Input flows: ``network`` (what the reference model produced for the crop, cached) or
+``ground_truth`` (masks_to_flows of the true labels: a perfect model). MaskRecovery chains
+stages 7-10 and also tracks accuracy (AP@0.5 against the ground truth).
+"""
+
+import numpy as np
+
+from cpbench import bench as _b
+from cpbench import cellpose_stages as _cs
+from cpbench import inputs as _in
+from cpbench import probes as _probes
+
+_SOURCES = (_b.DATASETS, _b.SIZES, _b.FLOW_SOURCES)
+_SOURCE_NAMES = ["dataset", "size", "flows"]
+
+
+class _Flows(_b.DeviceStage):
+    timeout = 4 * 3600.0 if _b.full_mode() else 1800.0
+
+    def load(self, dataset: str, size: str, flows: str, device: str = "cpu") -> None:
+        _b.require_device(device)
+        self.device = device
+        self.dP, self.cellprob = _in.flows(dataset, size, flows, "reference", _b.DIAMETER)
+        self.shape = self.cellprob.shape
+
+    def predicted_bytes(self) -> int:
+        return _probes.predict_masks_bytes(self.cellprob.size)
+
+
+class ResampleFlows(_b.Stage):
+    """Stage 6: network-resolution flows (rescaled by 17/13) back to the crop's size."""
+
+    params = (_b.DATASETS, _b.SIZES)
+    param_names = ["dataset", "size"]
+
+    def prepare(self, dataset: str, size: str) -> None:
+        self.shape = _in.crop_shape(dataset, size)
+        self.dP, self.cellprob = _in.network_flows(dataset, size, "reference", _b.DIAMETER, full_size=False)
+
+    def predicted_bytes(self) -> int:
+        return 24 * self.shape[0] * self.shape[1]
+
+    def run(self):
+        return _cs.resample_flows(self.dP, self.cellprob, self.shape)
+
+
+class FollowFlows(_Flows):
+    params = (*_SOURCES, _b.NITERS, _b.CELLPROB_THRESHOLDS, _b.DEVICES)
+    param_names = [*_SOURCE_NAMES, "niter", "cellprob_threshold", "device"]
+
+    def prepare(self, dataset, size, flows, niter, cellprob_threshold, device) -> None:
+        self.load(dataset, size, flows, device)
+        self.niter, self.threshold = niter, cellprob_threshold
+
+    def run(self):
+        return _cs.follow_flows(self.dP, self.cellprob, self.threshold, self.niter, self.device)
+
+
+class GetMasks(_Flows):
+    params = (*_SOURCES, _b.DEVICES)
+    param_names = [*_SOURCE_NAMES, "device"]
+
+    def prepare(self, dataset, size, flows, device) -> None:
+        self.load(dataset, size, flows, device)
+        self.p, self.inds = _cs.follow_flows(self.dP, self.cellprob, 0.0, 200, device)
+
+    def run(self):
+        return _cs.get_masks(self.p, self.inds, self.shape, device=self.device)
+
+
+class FlowQC(_Flows):
+    """remove_bad_flow_masks, in place as eval runs it (setup makes fresh masks per sample)."""
+
+    params = (*_SOURCES, _b.FLOW_THRESHOLDS, _b.DEVICES)
+    param_names = [*_SOURCE_NAMES, "flow_threshold", "device"]
+
+    def prepare(self, dataset, size, flows, flow_threshold, device) -> None:
+        self.load(dataset, size, flows, device)
+        p, inds = _cs.follow_flows(self.dP, self.cellprob, 0.0, 200, device)
+        self.masks = _cs.get_masks(p, inds, self.shape, device=device)
+        self.threshold = flow_threshold
+
+    def run(self):
+        return _cs.remove_bad_flow_masks(self.masks, self.dP, self.threshold, self.device, inplace=True)
+
+
+class FillHoles(_Flows):
+    """fill_holes_and_remove_small_masks on the masks after flow QC (CPU only in Cellpose)."""
+
+    params = (*_SOURCES, _b.MIN_SIZES)
+    param_names = [*_SOURCE_NAMES, "min_size"]
+
+    def prepare(self, dataset, size, flows, min_size) -> None:
+        self.load(dataset, size, flows)
+        p, inds = _cs.follow_flows(self.dP, self.cellprob, 0.0, 200)
+        masks = _cs.get_masks(p, inds, self.shape)
+        self.masks = _cs.remove_bad_flow_masks(masks, self.dP, 0.4, inplace=True)
+        self.min_size = min_size
+
+    def run(self):
+        return _cs.fill_holes_and_remove_small(self.masks, self.min_size, inplace=True)
+
+
+class MaskRecovery(_b.Accuracy, _Flows):
+    """Stages 7-10 chained, with the accuracy of the result (AP@0.5 vs ground truth)."""
+
+    params = (*_SOURCES, _b.NITERS, _b.FLOW_THRESHOLDS, _b.CELLPROB_THRESHOLDS, _b.MIN_SIZES, _b.DEVICES)
+    param_names = [*_SOURCE_NAMES, "niter", "flow_threshold", "cellprob_threshold", "min_size", "device"]
+
+    def prepare(self, dataset, size, flows, niter, flow_threshold, cellprob_threshold, min_size, device) -> None:
+        self.load(dataset, size, flows, device)
+        self.gt = _in.load_crop(dataset, size)[1]
+        self.kw = dict(niter=niter, flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold,
+                       min_size=min_size, device=device)
+
+    def run(self):
+        return _cs.masks_from_flows(self.dP, self.cellprob, **self.kw)
+

@@ -1,0 +1,31 @@
+"""Stage 5, the network (core.run_net): tiles of bsize, tile_overlap, batch_size, augment; CPU and GPU."""
+
+from cpbench import bench as _b
+from cpbench import cellpose_stages as _cs
+from cpbench import inputs as _in
+from cpbench import probes as _probes
+
+
+class Network(_b.DeviceStage):
+    """Input: the crop converted, normalized and rescaled by 17 / 13 (as eval does at diameter 13)."""
+
+    params = (_b.DATASETS, _b.SIZES, _b.DEVICES, _b.MODELS, _b.BSIZES, _b.BATCH_SIZES, _b.TILE_OVERLAPS,
+              _b.AUGMENTS)
+    param_names = ["dataset", "size", "device", "model", "bsize", "batch_size", "tile_overlap", "augment"]
+    timeout = 4 * 3600.0 if _b.full_mode() else 1800.0
+
+    def prepare(self, dataset, size, device, model, bsize, batch_size, tile_overlap, augment) -> None:
+        _b.require_device(device)
+        self.device = device
+        img, _ = _in.load_crop(dataset, size)
+        self.model = _in.load_model(model, device)
+        self.x = _in.network_input(img, _b.DIAMETER, self.model.diam_mean)
+        self.args = (bsize, tile_overlap, batch_size, augment)
+
+    def predicted_bytes(self) -> int:
+        return _probes.predict_eval_bytes(self.x.shape[0] * self.x.shape[1])
+
+    def run(self):
+        bsize, tile_overlap, batch_size, augment = self.args
+        return _cs.run_network(self.model, self.x, bsize=bsize, tile_overlap=tile_overlap,
+                               batch_size=batch_size, augment=augment)

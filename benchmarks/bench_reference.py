@@ -1,0 +1,5 @@
+"""Baseline for every peakmem_*: a benchmark process (imports of benchmarks/__init__.py) that does nothing."""
+
+
+def peakmem_reference() -> None:
+    """Whole-process peak of the imports alone, bytes."""
