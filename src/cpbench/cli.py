@@ -17,6 +17,7 @@ from cpbench.errors import UserError
 #: modules that contribute sub-commands, in the order ``--help`` lists them
 COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.synth_cli",
+    "cpbench.fetch_cli",
 )
 
 

@@ -81,9 +81,9 @@ def synthetic_slide() -> Path:
 
 def real_image(dataset: str) -> Path:
     """Path of a fetched challenge image; NotImplementedError (asv: skip) when it is absent."""
-    from cpbench import synapse
+    from cpbench.challenge import local_path
 
-    path = synapse.local_path(dataset, data_dir())
+    path = local_path(dataset, data_dir())
     if path is None:
         raise NotImplementedError(f"skipped: {dataset} has not been fetched (cpbench fetch {dataset})")
     return path

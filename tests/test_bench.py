@@ -1,0 +1,132 @@
+"""The asv suite itself: it passes `asv check`, covers every stage, and its instrument measures a
+planted stage correctly when run through the real `asv run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASV = [sys.executable, "-m", "asv"]
+
+#: stage map (shared/DESIGN.md) -> the benchmark classes that cover it
+STAGES = {
+    "read image": ["bench_read.ReadSlide", "bench_read.ReadRegion"],
+    "convert": ["bench_preprocess.Convert"],
+    "normalize": ["bench_preprocess.Normalize"],
+    "rescale": ["bench_preprocess.Rescale"],
+    "network": ["bench_network.Network"],
+    "resample flows": ["bench_masks.ResampleFlows"],
+    "follow_flows": ["bench_masks.FollowFlows"],
+    "get_masks": ["bench_masks.GetMasks"],
+    "flow QC": ["bench_masks.FlowQC"],
+    "fill holes / min size": ["bench_masks.FillHoles"],
+    "write masks": ["bench_write.WriteMasks"],
+    "end to end": ["bench_eval.EndToEnd"],
+}
+
+
+def _discover() -> dict[str, object]:
+    from asv_runner.discovery import disc_benchmarks
+
+    return {b.name: b for b in disc_benchmarks(str(ROOT / "benchmarks"))}
+
+
+def test_every_stage_has_time_and_memory_benchmarks() -> None:
+    names = _discover()
+    for stage, classes in STAGES.items():
+        for cls in classes:
+            for kind in ("time_stage", "track_stage_peak_bytes", "peakmem_stage"):
+                assert f"{cls}.{kind}" in names, f"{stage}: {cls}.{kind} missing"
+    assert "bench_reference.peakmem_reference" in names
+    for cls in ("bench_eval.EndToEnd", "bench_masks.MaskRecovery"):
+        assert f"{cls}.track_ap50" in names
+    for cls in ("bench_network.Network", "bench_eval.EndToEnd", "bench_masks.FollowFlows"):
+        assert f"{cls}.track_gpu_peak_bytes" in names
+        bench = names[f"{cls}.time_stage"]
+        assert "'cuda'" in bench.params[bench.param_names.index("device")]  # asv keeps params as repr
+
+
+def test_asv_check_passes() -> None:
+    res = subprocess.run([*ASV, "check", "--python=same"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "No problems found" in res.stdout
+
+
+PLANTED = '''
+import time
+import numpy as np
+from cpbench import bench as _b
+
+MIB = 1 << 20
+
+class Planted(_b.Stage):
+    """A stage that holds 256 MiB (touched) and sleeps 100 ms; its setup keeps 300 MiB alive."""
+    params = ([256],)
+    param_names = ["mib"]
+
+    def setup_cache(self):
+        return "planted"
+
+    def prepare(self, mib):
+        self.setup_array = np.ones(300 * MIB, np.uint8)  # made in setup: must not count
+        self.mib = mib
+
+    def run(self):
+        a = np.ones(self.mib * MIB, np.uint8)
+        time.sleep(0.1)
+        return int(a[::4096].sum())
+'''
+
+
+@pytest.fixture(scope="module")
+def planted_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    """Run the planted stage with the real `asv run` and read the results with asv's results API."""
+    proj = tmp_path_factory.mktemp("asvproj")
+    (proj / "benchmarks").mkdir()
+    (proj / "benchmarks" / "__init__.py").write_text("")
+    (proj / "benchmarks" / "planted.py").write_text(textwrap.dedent(PLANTED))
+    conf = {"version": 1, "project": "planted", "repo": ".", "branches": ["main"], "benchmark_dir": "benchmarks",
+            "results_dir": "results", "html_dir": "html", "environment_type": "virtualenv"}
+    (proj / "asv.conf.json").write_text(json.dumps(conf))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "."], ["git", "commit", "-qm", "planted"]):
+        subprocess.run(cmd, cwd=proj, check=True, env=env)
+    subprocess.run([*ASV, "machine", "--yes", "--machine", "testbox"], cwd=proj, check=True, capture_output=True)
+    res = subprocess.run([*ASV, "run", "--python=same", "--quick", "--set-commit-hash", "HEAD", "--machine", "testbox",
+                          "--show-stderr"],
+                         cwd=proj, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    from asv.results import iter_results
+
+    out: dict[str, float] = {}
+    for r in iter_results(str(proj / "results" / "testbox")):
+        for name in r.get_all_result_keys():
+            out[name] = r.get_result_value(name, r.get_result_params(name))[0]  # the one param combination
+    return out
+
+
+MIB = 1 << 20
+
+
+def test_planted_delay_shows_in_time_stage(planted_results: dict[str, float]) -> None:
+    assert planted_results["planted.Planted.time_stage"] >= 0.1
+
+
+def test_planted_allocation_measured_within_2_percent(planted_results: dict[str, float]) -> None:
+    measured = planted_results["planted.Planted.track_stage_peak_bytes"]
+    assert abs(measured - 256 * MIB) <= 0.02 * 256 * MIB, f"{measured / MIB:.1f} MiB"
+
+
+def test_setup_allocations_are_not_in_the_stage_but_in_the_process(planted_results: dict[str, float]) -> None:
+    stage = planted_results["planted.Planted.track_stage_peak_bytes"]
+    process = planted_results["planted.Planted.peakmem_stage"]
+    assert stage < 300 * MIB  # the 300 MiB setup array is excluded from the stage
+    assert process > (256 + 300) * MIB  # ... and included in the whole-process peak
