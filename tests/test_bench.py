@@ -67,31 +67,31 @@ from cpbench import bench as _b
 MIB = 1 << 20
 
 class Planted(_b.Stage):
-    """A stage that holds 256 MiB (touched) and sleeps 100 ms; its setup keeps 300 MiB alive."""
-    params = ([256],)
-    param_names = ["mib"]
+    """A stage that holds 256 MiB (touched) and sleeps 100 ms; its setup keeps 300 MiB alive.
+    Its parameters look like a real stage's, so the report tools can read it as one."""
+    params = (["synthetic"], ["256"])
+    param_names = ["dataset", "size"]
 
     def setup_cache(self):
         return "planted"
 
-    def prepare(self, mib):
+    def prepare(self, dataset, size):
         self.setup_array = np.ones(300 * MIB, np.uint8)  # made in setup: must not count
-        self.mib = mib
 
     def run(self):
-        a = np.ones(self.mib * MIB, np.uint8)
+        a = np.ones(256 * MIB, np.uint8)
         time.sleep(0.1)
         return int(a[::4096].sum())
 '''
 
 
 @pytest.fixture(scope="module")
-def planted_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+def planted_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the planted stage with the real `asv run` and read the results with asv's results API."""
     proj = tmp_path_factory.mktemp("asvproj")
     (proj / "benchmarks").mkdir()
     (proj / "benchmarks" / "__init__.py").write_text("")
-    (proj / "benchmarks" / "planted.py").write_text(textwrap.dedent(PLANTED))
+    (proj / "benchmarks" / "bench_preprocess.py").write_text(textwrap.dedent(PLANTED))
     conf = {"version": 1, "project": "planted", "repo": ".", "branches": ["main"], "benchmark_dir": "benchmarks",
             "results_dir": "results", "html_dir": "html", "environment_type": "virtualenv"}
     (proj / "asv.conf.json").write_text(json.dumps(conf))
@@ -104,10 +104,16 @@ def planted_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float
                           "--show-stderr"],
                          cwd=proj, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
+    return proj
+
+
+@pytest.fixture(scope="module")
+def planted_results(planted_project: Path) -> dict[str, float]:
+    """The planted stage's results, read with asv's own results API."""
     from asv.results import iter_results
 
     out: dict[str, float] = {}
-    for r in iter_results(str(proj / "results" / "testbox")):
+    for r in iter_results(str(planted_project / "results" / "testbox")):
         for name in r.get_all_result_keys():
             out[name] = r.get_result_value(name, r.get_result_params(name))[0]  # the one param combination
     return out
@@ -117,16 +123,36 @@ MIB = 1 << 20
 
 
 def test_planted_delay_shows_in_time_stage(planted_results: dict[str, float]) -> None:
-    assert planted_results["planted.Planted.time_stage"] >= 0.1
+    assert planted_results["bench_preprocess.Planted.time_stage"] >= 0.1
 
 
 def test_planted_allocation_measured_within_2_percent(planted_results: dict[str, float]) -> None:
-    measured = planted_results["planted.Planted.track_stage_peak_bytes"]
+    measured = planted_results["bench_preprocess.Planted.track_stage_peak_bytes"]
     assert abs(measured - 256 * MIB) <= 0.02 * 256 * MIB, f"{measured / MIB:.1f} MiB"
 
 
 def test_setup_allocations_are_not_in_the_stage_but_in_the_process(planted_results: dict[str, float]) -> None:
-    stage = planted_results["planted.Planted.track_stage_peak_bytes"]
-    process = planted_results["planted.Planted.peakmem_stage"]
+    stage = planted_results["bench_preprocess.Planted.track_stage_peak_bytes"]
+    process = planted_results["bench_preprocess.Planted.peakmem_stage"]
     assert stage < 300 * MIB  # the 300 MiB setup array is excluded from the stage
     assert process > (256 + 300) * MIB  # ... and included in the whole-process peak
+
+
+def test_report_reads_asv_results_into_a_stage_table(planted_project: Path, tmp_path: Path) -> None:
+    from cpbench.report.results import latest, load_rows
+    from cpbench.report.stage_table import STAGE_ORDER, stage_table
+
+    rows = latest(load_rows(planted_project / "results"))
+    assert {r.measure for r in rows} == {"time_stage", "track_stage_peak_bytes", "peakmem_stage"}
+    (row,) = stage_table(rows, "cpu", stages=[("bench_preprocess.Planted", "planted")])
+    assert stage_table(rows, "cpu", stages=STAGE_ORDER) == []  # not a real stage
+    assert row["size"] == "256" and row["pixels"] == 256 * 256
+    assert row["bytes_per_pixel"] == pytest.approx(256 * MIB / 65536, rel=0.02)
+    assert row["seconds"] >= 0.1
+
+
+def test_report_cli_refuses_empty_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cpbench.cli import main
+
+    assert main(["report", "--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "no asv results" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from cpbench.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.synth_cli",
     "cpbench.fetch_cli",
+    "cpbench.report_cli",
 )
 
 

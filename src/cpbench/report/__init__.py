@@ -1,0 +1,1 @@
+"""Turn asv results into tables, plots and guidelines (asv's own results API underneath)."""

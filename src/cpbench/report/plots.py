@@ -1,0 +1,42 @@
+"""Pictures of the stage table: how each stage's time and memory grow with image size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cpbench.ometiff import atomic_path
+
+
+def stage_costs_png(table: list[dict[str, object]], out: Path, device: str, title: str = "") -> Path:
+    """Two log-log panels against megapixels: median seconds and stage peak MB, one line per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
+    stages = list(dict.fromkeys(str(t["stage"]) for t in table))
+    cmap = plt.get_cmap("tab20")
+    for i, st in enumerate(stages):
+        pts = [t for t in table if t["stage"] == st and t["pixels"]]
+        mp = [t["pixels"] / 1e6 for t in pts]  # type: ignore[operator]
+        style = dict(marker="o", color=cmap(i % 20), label=st, lw=2 if "end to end" in st or "network" in st else 1)
+        secs = [(x, t["seconds"]) for x, t in zip(mp, pts) if t["seconds"]]
+        mem = [(x, t["peak_bytes"] / 1e6) for x, t in zip(mp, pts) if t["peak_bytes"]]  # type: ignore[operator]
+        if secs:
+            ax_t.plot(*zip(*secs), **style)
+        if mem:
+            ax_m.plot(*zip(*mem), **style)
+    for ax, ylab in ((ax_t, "median wall time, s"), (ax_m, "stage peak memory, MB")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("image size, megapixels")
+        ax.set_ylabel(ylab)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_m.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title or f"Cellpose stage costs on {device}")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return out
