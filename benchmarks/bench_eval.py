@@ -25,3 +25,5 @@ class EndToEnd(_b.Accuracy, _b.DeviceStage):
     def run(self):
         return _cs.eval_end_to_end(self.model, self.img, diameter=self.diameter)
 
+
+EndToEndGPUMemory = _b.gpu_memory(EndToEnd, "EndToEndGPUMemory")

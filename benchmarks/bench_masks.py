@@ -86,7 +86,7 @@ class FlowQC(_Flows):
         return _cs.remove_bad_flow_masks(self.masks, self.dP, self.threshold, self.device, inplace=True)
 
 
-class FillHoles(_Flows):
+class FillHoles(_Flows):  # CPU only in Cellpose: no GPU sibling
     """fill_holes_and_remove_small_masks on the masks after flow QC (CPU only in Cellpose)."""
 
     params = (*_SOURCES, _b.MIN_SIZES)
@@ -118,3 +118,8 @@ class MaskRecovery(_b.Accuracy, _Flows):
     def run(self):
         return _cs.masks_from_flows(self.dP, self.cellprob, **self.kw)
 
+
+FollowFlowsGPUMemory = _b.gpu_memory(FollowFlows, "FollowFlowsGPUMemory")
+GetMasksGPUMemory = _b.gpu_memory(GetMasks, "GetMasksGPUMemory")
+FlowQCGPUMemory = _b.gpu_memory(FlowQC, "FlowQCGPUMemory")
+MaskRecoveryGPUMemory = _b.gpu_memory(MaskRecovery, "MaskRecoveryGPUMemory")

@@ -29,3 +29,6 @@ class Network(_b.DeviceStage):
         bsize, tile_overlap, batch_size, augment = self.args
         return _cs.run_network(self.model, self.x, bsize=bsize, tile_overlap=tile_overlap,
                                batch_size=batch_size, augment=augment)
+
+
+NetworkGPUMemory = _b.gpu_memory(Network, "NetworkGPUMemory")

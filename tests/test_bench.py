@@ -47,10 +47,14 @@ def test_every_stage_has_time_and_memory_benchmarks() -> None:
     assert "bench_reference.peakmem_reference" in names
     for cls in ("bench_eval.EndToEnd", "bench_masks.MaskRecovery"):
         assert f"{cls}.track_ap50" in names
-    for cls in ("bench_network.Network", "bench_eval.EndToEnd", "bench_masks.FollowFlows"):
-        assert f"{cls}.track_gpu_peak_bytes" in names
+    for cls in ("bench_network.Network", "bench_eval.EndToEnd", "bench_masks.FollowFlows", "bench_masks.GetMasks",
+                "bench_masks.FlowQC", "bench_masks.MaskRecovery"):
         bench = names[f"{cls}.time_stage"]
         assert "'cuda'" in bench.params[bench.param_names.index("device")]  # asv keeps params as repr
+        gpu = names[f"{cls}GPUMemory.track_gpu_peak_bytes"]
+        assert gpu.params[gpu.param_names.index("device")] == ["'cuda'"]
+        assert not any(n.startswith(f"{cls}GPUMemory.") and not n.endswith("track_gpu_peak_bytes") for n in names)
+        assert f"{cls}.track_gpu_peak_bytes" not in names
 
 
 def test_asv_check_passes() -> None:

@@ -8,7 +8,8 @@ A benchmark class in ``benchmarks/`` subclasses :class:`Stage`, lists its ``para
 * ``track_stage_peak_bytes``: peak host memory of the stage alone, bytes (VmHWM reset around
   ``run()`` after gc + malloc_trim; see :mod:`cpbench.probes`);
 * ``peakmem_stage``: whole-process peak, bytes (compare with ``bench_reference.peakmem_reference``);
-* ``track_gpu_peak_bytes``: peak CUDA memory of the stage, bytes (skipped off CUDA).
+* ``track_gpu_peak_bytes``: peak CUDA memory of the stage, bytes, in a sibling class made by
+  :func:`gpu_memory` (CUDA parameters only, so it skips at once where there is no GPU).
 
 Inputs are prepared in ``setup_cache`` (once per class and run: generation, network flows) and
 cached on disk (:mod:`cpbench.inputs`); ``setup`` only loads them. Every combination is guarded:
@@ -150,16 +151,34 @@ class Stage:
 
 
 class DeviceStage(Stage):
-    """A stage that runs on CPU or CUDA (``self.device`` set by ``prepare``): adds GPU peak memory."""
+    """A stage that runs on CPU or CUDA: ``prepare`` sets ``self.device``. Its GPU peak memory is
+    measured by the class :func:`gpu_memory` derives from it, so that CPU-only runs do not pay a
+    setup per combination just to skip it."""
 
-    def track_gpu_peak_bytes(self, _cache: Any, *params: Any) -> int:
-        if not self.device.startswith("cuda"):
-            from asv_runner.benchmarks.mark import SkipNotImplemented
 
-            raise SkipNotImplemented("GPU memory is measured on CUDA only")
-        return probes.cuda_peak_bytes(self._call, self.device)[1]
+def _track_gpu_peak_bytes(self: Stage, _cache: Any, *params: Any) -> int:
+    """Peak CUDA memory allocated by the stage, bytes (torch's caching allocator)."""
+    return probes.cuda_peak_bytes(self._call, self.device)[1]
 
-    track_gpu_peak_bytes.unit = "bytes"  # type: ignore[attr-defined]
+
+_track_gpu_peak_bytes.unit = "bytes"  # type: ignore[attr-defined]
+
+
+def gpu_memory(cls: type[DeviceStage], name: str) -> type[DeviceStage]:
+    """A benchmark class with only ``track_gpu_peak_bytes`` of stage ``cls``, on its CUDA params.
+
+    Assign it to a module attribute called ``name`` in the benchmark file."""
+    params = list(cls.params)  # type: ignore[attr-defined]
+    params[list(cls.param_names).index("device")] = [d for d in DEVICES if d.startswith("cuda")]  # type: ignore[attr-defined]
+    ns: dict[str, Any] = {
+        "__doc__": f"GPU peak memory of {cls.__name__} (CUDA only).",
+        "__module__": cls.__module__,
+        "__qualname__": name,
+        "params": tuple(params),
+        "time_stage": None, "peakmem_stage": None, "track_stage_peak_bytes": None, "track_ap50": None,
+        "track_gpu_peak_bytes": _track_gpu_peak_bytes,
+    }
+    return type(name, (cls,), ns)
 
 
 class Accuracy:
