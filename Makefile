@@ -15,8 +15,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: setup
+SLIDE := data/synth/exemplar-001.ome.tif
+
+$(SLIDE): | setup
 	$(BIN)/cpbench synth exemplar-001 --overwrite
+
+# the main job: synthetic slide (once), quick suite on it with the reference model, site, report
+demo: setup $(SLIDE)
+	$(BIN)/asv machine --yes > /dev/null
+	$(BIN)/asv run --python=same --quick --set-commit-hash HEAD
+	$(BIN)/asv publish
+	$(BIN)/cpbench report
 
 test: setup
 	$(BIN)/python -m pytest
