@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.synth_cli",
     "cpbench.fetch_cli",
     "cpbench.report_cli",
+    "cpbench.model_cli",
 )
 
 
