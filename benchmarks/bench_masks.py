@@ -1,8 +1,9 @@
 """Stages 6-10, mask recovery: resample flows, follow_flows, get_masks, flow QC, fill holes / min size.
 
 Input flows: ``network`` (what the reference model produced for the crop, cached) or
-``ground_truth`` (masks_to_flows of the true labels: a perfect model). MaskRecovery chains
-stages 7-10 and also tracks accuracy (AP@0.5 against the ground truth).
+``ground_truth`` (masks_to_flows of the true labels: a perfect model). Each stage's input is the
+previous stages' output at default parameters, made once and cached (inputs.mask_stage_inputs).
+MaskRecovery chains stages 7-10 and also tracks accuracy (AP@0.5 against the ground truth).
 """
 
 import numpy as np
@@ -64,7 +65,8 @@ class GetMasks(_Flows):
 
     def prepare(self, dataset, size, flows, device) -> None:
         self.load(dataset, size, flows, device)
-        self.p, self.inds = _cs.follow_flows(self.dP, self.cellprob, 0.0, 200, device)
+        made = _in.mask_stage_inputs(dataset, size, flows, "reference", _b.DIAMETER)
+        self.p, self.inds = made["p"], made["inds"]
 
     def run(self):
         return _cs.get_masks(self.p, self.inds, self.shape, device=self.device)
@@ -78,8 +80,7 @@ class FlowQC(_Flows):
 
     def prepare(self, dataset, size, flows, flow_threshold, device) -> None:
         self.load(dataset, size, flows, device)
-        p, inds = _cs.follow_flows(self.dP, self.cellprob, 0.0, 200, device)
-        self.masks = _cs.get_masks(p, inds, self.shape, device=device)
+        self.masks = _in.mask_stage_inputs(dataset, size, flows, "reference", _b.DIAMETER)["masks"]
         self.threshold = flow_threshold
 
     def run(self):
@@ -94,9 +95,7 @@ class FillHoles(_Flows):  # CPU only in Cellpose: no GPU sibling
 
     def prepare(self, dataset, size, flows, min_size) -> None:
         self.load(dataset, size, flows)
-        p, inds = _cs.follow_flows(self.dP, self.cellprob, 0.0, 200)
-        masks = _cs.get_masks(p, inds, self.shape)
-        self.masks = _cs.remove_bad_flow_masks(masks, self.dP, 0.4, inplace=True)
+        self.masks = _in.mask_stage_inputs(dataset, size, flows, "reference", _b.DIAMETER)["qc_masks"]
         self.min_size = min_size
 
     def run(self):

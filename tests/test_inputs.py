@@ -55,3 +55,17 @@ def test_network_flows_are_cached_and_found_nuclei() -> None:
     assert dP_net.shape[1] == int(256 * 17 / 13)  # network resolution: rescaled by diam_mean / diameter
     gt_dP, gt_cp = inputs.flows("synthetic", "256", "ground_truth", "reference", 13.0)
     assert ((gt_cp > 0) == (labels > 0)).all()
+
+
+def test_mask_stage_inputs_are_the_chain_of_the_stages() -> None:
+    from cpbench import cellpose_stages as cs
+
+    made = inputs.mask_stage_inputs("synthetic", "256", "ground_truth")
+    dP, cellprob = inputs.flows("synthetic", "256", "ground_truth", "reference", 13.0)
+    p, inds = cs.follow_flows(dP, cellprob, 0.0, 200)
+    np.testing.assert_array_equal(made["p"], np.asarray(p))
+    masks = cs.get_masks(p, inds, cellprob.shape)
+    np.testing.assert_array_equal(made["masks"], masks)
+    np.testing.assert_array_equal(made["qc_masks"], cs.remove_bad_flow_masks(masks, dP, 0.4))
+    _, labels = inputs.load_crop("synthetic", "256")
+    assert cs.average_precision(labels, made["qc_masks"], (0.5,))[0] > 0.95  # a perfect model's flows

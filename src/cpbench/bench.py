@@ -76,8 +76,9 @@ def prepare_suite() -> None:
         try:
             inputs.nuclear_crop(dataset, size)
             inputs.network_flows(dataset, size, "reference", DIAMETER)
+            inputs.mask_stage_inputs(dataset, size, "network", "reference", DIAMETER)
             if dataset == inputs.SYNTHETIC:
-                inputs.flows(dataset, size, "ground_truth", "reference", DIAMETER)
+                inputs.mask_stage_inputs(dataset, size, "ground_truth", "reference", DIAMETER)
         except NotImplementedError:
             continue
 

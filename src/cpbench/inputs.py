@@ -216,3 +216,25 @@ def flows(dataset: str, size: str, source: str, model_name: str, diameter: float
                 np.savez(f, dP=dP, cellprob=cellprob)
         return dP, cellprob
     raise ValueError(f"unknown flow source {source!r}")
+
+
+def mask_stage_inputs(dataset: str, size: str, source: str, model_name: str = "reference",
+                      diameter: float | None = 13.0) -> dict[str, Any]:
+    """What each mask-recovery stage takes as input, computed once with default parameters and
+    cached (.npz): ``p`` and ``inds`` (after follow_flows: niter 200, cellprob_threshold 0),
+    ``masks`` (after get_masks) and ``qc_masks`` (after flow QC at 0.4). CPU computation."""
+    from cpbench import cellpose_stages as cs
+
+    key = _key(kind="maskinputs", dataset=dataset, size=size, source=source, model=model_name, diameter=diameter)
+    path = cache_dir() / f"maskinputs-{dataset}-{size}-{source}-{key}.npz"
+    if not path.exists():
+        dP, cellprob = flows(dataset, size, source, model_name, diameter)
+        p, inds = cs.follow_flows(dP, cellprob, 0.0, 200)
+        p = np.asarray(p)
+        masks = cs.get_masks(p, inds, cellprob.shape)
+        qc = cs.remove_bad_flow_masks(masks, dP, 0.4)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, p=p, inds_y=np.asarray(inds[0]), inds_x=np.asarray(inds[1]), masks=masks, qc_masks=qc)
+    with np.load(path) as z:
+        return {"p": z["p"], "inds": (z["inds_y"], z["inds_x"]), "masks": z["masks"], "qc_masks": z["qc_masks"]}
