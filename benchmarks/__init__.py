@@ -13,7 +13,3 @@ os.environ.setdefault("CPBENCH_DATA", str(Path(__file__).resolve().parents[1] / 
 # (a process that imports them and does nothing) is the common baseline of every peakmem_*.
 import cellpose.models  # noqa: E402,F401
 import torch  # noqa: E402,F401
-
-from cpbench.bench import warm_up  # noqa: E402
-
-warm_up()  # first-call costs (numba JIT, lazy imports) out of the measurements; inherited via forkserver

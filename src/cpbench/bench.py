@@ -197,31 +197,3 @@ class Accuracy:
         return float(average_precision(self.gt, self.run(), (0.5,))[0])  # type: ignore[attr-defined]
 
     track_ap50.unit = "AP@0.5"  # type: ignore[attr-defined]
-
-
-def warm_up() -> None:
-    """Run every stage once on a tiny image, so that first-call costs (numba compilation, lazy
-    imports, torch/oneDNN initialisation) are paid here and not inside the first measurement.
-
-    Called when ``benchmarks/`` is imported: with asv's forkserver launch the warm state is
-    inherited by every benchmark process. Seconds: about 1-3, once."""
-    import tempfile
-    from pathlib import Path
-
-    import numpy as np
-
-    from cpbench import cellpose_stages as cs
-
-    yy, xx = np.mgrid[:64, :64]
-    labels = np.zeros((64, 64), np.int32)
-    for i, (cy, cx) in enumerate([(16, 16), (16, 46), (46, 30)], start=1):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < 64] = i
-    img = (200 + 3000 * (labels > 0)).astype(np.uint16)
-    x = cs.rescale(cs.normalize(cs.convert(img), inplace=True), 13.0, 17.0)
-    dP, cellprob = cs.ground_truth_flows(labels)
-    cs.resample_flows(dP[:, ::2, ::2].copy(), cellprob[::2, ::2].copy(), (64, 64))
-    cs.masks_from_flows(dP, cellprob)
-    cs.run_network(cs.random_model(), x)
-    with tempfile.TemporaryDirectory() as d:
-        path = cs.write_masks(Path(d) / "m.tif", labels.astype(np.uint16))
-        cs.read_full(path)
