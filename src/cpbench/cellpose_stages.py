@@ -44,7 +44,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -355,16 +354,12 @@ def write_masks(
     """
     import tifffile
 
+    from cpbench.ometiff import atomic_path
+
     path = Path(path)
     codec = None if compression in (None, "none") else compression
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, masks, compression=codec, tile=None if tile is None else (tile, tile))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -138,6 +138,16 @@ def load_crop(dataset: str, size: str) -> tuple[np.ndarray, np.ndarray | None]:
     return img, (tifffile.imread(lab_path) if lab_path is not None else None)
 
 
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _load_npz(path: Path, *names: str) -> tuple[np.ndarray, ...]:
+    with np.load(path) as z:
+        return tuple(z[n] for n in names)
+
+
 def _key(**parts: Any) -> str:
     from cpbench.cellpose_stages import cellpose_version
 
@@ -185,12 +195,9 @@ def network_flows(
         dP = np.ascontiguousarray(dP, dtype=np.float32)
         cellprob = np.ascontiguousarray(cellprob, dtype=np.float32)
         dPr, cpr = cs.resample_flows(dP, cellprob, img.shape)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, dP=np.ascontiguousarray(dPr, dtype=np.float32),
-                         cellprob=np.ascontiguousarray(cpr, dtype=np.float32), dP_net=dP, cellprob_net=cellprob)
-    with np.load(path) as z:
-        return (z["dP"], z["cellprob"]) if full_size else (z["dP_net"], z["cellprob_net"])
+        _save_npz(path, dP=np.ascontiguousarray(dPr, dtype=np.float32),
+                  cellprob=np.ascontiguousarray(cpr, dtype=np.float32), dP_net=dP, cellprob_net=cellprob)
+    return _load_npz(path, "dP", "cellprob") if full_size else _load_npz(path, "dP_net", "cellprob_net")  # type: ignore[return-value]
 
 
 def flows(dataset: str, size: str, source: str, model_name: str, diameter: float | None,
@@ -205,16 +212,12 @@ def flows(dataset: str, size: str, source: str, model_name: str, diameter: float
             raise NotImplementedError(f"skipped: {dataset} has no ground truth for ground-truth flows")
         key = _key(kind="gtflows", dataset=dataset, size=size)
         path = cache_dir() / f"gtflows-{dataset}-{size}-{key}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                return z["dP"], z["cellprob"]
-        from cpbench.cellpose_stages import ground_truth_flows
+        if not path.exists():
+            from cpbench.cellpose_stages import ground_truth_flows
 
-        dP, cellprob = ground_truth_flows(labels.astype(np.int32))
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, dP=dP, cellprob=cellprob)
-        return dP, cellprob
+            dP, cellprob = ground_truth_flows(labels.astype(np.int32))
+            _save_npz(path, dP=dP, cellprob=cellprob)
+        return _load_npz(path, "dP", "cellprob")  # type: ignore[return-value]
     raise ValueError(f"unknown flow source {source!r}")
 
 
@@ -233,8 +236,6 @@ def mask_stage_inputs(dataset: str, size: str, source: str, model_name: str = "r
         p = np.asarray(p)
         masks = cs.get_masks(p, inds, cellprob.shape)
         qc = cs.remove_bad_flow_masks(masks, dP, 0.4)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, p=p, inds_y=np.asarray(inds[0]), inds_x=np.asarray(inds[1]), masks=masks, qc_masks=qc)
-    with np.load(path) as z:
-        return {"p": z["p"], "inds": (z["inds_y"], z["inds_x"]), "masks": z["masks"], "qc_masks": z["qc_masks"]}
+        _save_npz(path, p=p, inds_y=np.asarray(inds[0]), inds_x=np.asarray(inds[1]), masks=masks, qc_masks=qc)
+    p, iy, ix, masks, qc = _load_npz(path, "p", "inds_y", "inds_x", "masks", "qc_masks")
+    return {"p": p, "inds": (iy, ix), "masks": masks, "qc_masks": qc}

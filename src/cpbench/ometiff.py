@@ -92,15 +92,14 @@ def check_free_space(directory: Path, needed: int) -> None:
         )
 
 
-def partial_path(path: Path) -> Path:
-    """The temporary name a file is written under before the final rename."""
-    return path.with_name(f".{path.name}.partial")
-
-
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete it on error."""
-    tmp = partial_path(path)
+    """Yield a fresh temporary path beside ``path`` (hidden, ending ``.partial``, unique per call);
+    rename it to ``path`` on success, delete it on error. A final name only ever holds a whole file."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, path)
