@@ -2,6 +2,11 @@
 
 asv runs each benchmark in a temporary directory, so the data directory is pinned here to the
 repository's data/ (override with CPBENCH_DATA).
+
+Every benchmark class (and ``peakmem_reference``) sets an explicit asv ``version``. asv's default
+is a hash of the benchmark's source *including the inherited* ``Stage.setup``/``time_stage`` in
+``src/cpbench``, so without it any edit or move of library code would make earlier results
+incomparable (``asv compare`` shows "x"). Bump a class's version only when what it measures changes.
 """
 
 import os

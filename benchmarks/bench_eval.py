@@ -7,6 +7,7 @@ from cpbench import probes as _probes
 
 
 class EndToEnd(_b.Accuracy, _b.DeviceStage):
+    version = "1"
     params = (_b.DATASETS, _b.SIZES, _b.DEVICES, _b.MODELS, [_b.DIAMETER] if not _b.full_mode() else _b.DIAMETERS)
     param_names = ["dataset", "size", "device", "model", "diameter"]
     timeout = 4 * 3600.0 if _b.full_mode() else 1800.0

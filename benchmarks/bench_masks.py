@@ -33,6 +33,7 @@ class _Flows(_b.DeviceStage):
 class ResampleFlows(_b.Stage):
     """Stage 6: network-resolution flows (rescaled by 17/13) back to the crop's size."""
 
+    version = "1"
     params = (_b.DATASETS, _b.SIZES)
     param_names = ["dataset", "size"]
 
@@ -48,6 +49,7 @@ class ResampleFlows(_b.Stage):
 
 
 class FollowFlows(_Flows):
+    version = "1"
     params = (*_SOURCES, _b.NITERS, _b.CELLPROB_THRESHOLDS, _b.DEVICES)
     param_names = [*_SOURCE_NAMES, "niter", "cellprob_threshold", "device"]
 
@@ -60,6 +62,7 @@ class FollowFlows(_Flows):
 
 
 class GetMasks(_Flows):
+    version = "1"
     params = (*_SOURCES, _b.DEVICES)
     param_names = [*_SOURCE_NAMES, "device"]
 
@@ -75,6 +78,7 @@ class GetMasks(_Flows):
 class FlowQC(_Flows):
     """remove_bad_flow_masks, in place as eval runs it (setup makes fresh masks per sample)."""
 
+    version = "1"
     params = (*_SOURCES, _b.FLOW_THRESHOLDS, _b.DEVICES)
     param_names = [*_SOURCE_NAMES, "flow_threshold", "device"]
 
@@ -90,6 +94,7 @@ class FlowQC(_Flows):
 class FillHoles(_Flows):  # CPU only in Cellpose: no GPU sibling
     """fill_holes_and_remove_small_masks on the masks after flow QC (CPU only in Cellpose)."""
 
+    version = "1"
     params = (*_SOURCES, _b.MIN_SIZES)
     param_names = [*_SOURCE_NAMES, "min_size"]
 
@@ -105,6 +110,7 @@ class FillHoles(_Flows):  # CPU only in Cellpose: no GPU sibling
 class MaskRecovery(_b.Accuracy, _Flows):
     """Stages 7-10 chained, with the accuracy of the result (AP@0.5 vs ground truth)."""
 
+    version = "1"
     params = (*_SOURCES, _b.NITERS, _b.FLOW_THRESHOLDS, _b.CELLPROB_THRESHOLDS, _b.MIN_SIZES, _b.DEVICES)
     param_names = [*_SOURCE_NAMES, "niter", "flow_threshold", "cellprob_threshold", "min_size", "device"]
 

@@ -9,6 +9,7 @@ from cpbench import probes as _probes
 class Network(_b.DeviceStage):
     """Input: the crop converted, normalized and rescaled by 17 / 13 (as eval does at diameter 13)."""
 
+    version = "1"
     params = (_b.DATASETS, _b.SIZES, _b.DEVICES, _b.MODELS, _b.BSIZES, _b.BATCH_SIZES, _b.TILE_OVERLAPS,
               _b.AUGMENTS)
     param_names = ["dataset", "size", "device", "model", "bsize", "batch_size", "tile_overlap", "augment"]

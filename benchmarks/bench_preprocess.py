@@ -11,6 +11,7 @@ class _Crop(_b.Stage):
 
 
 class Convert(_Crop):
+    version = "1"
     params = (_b.DATASETS, _b.SIZES)
     param_names = ["dataset", "size"]
 
@@ -27,6 +28,7 @@ class Convert(_Crop):
 class Normalize(_Crop):
     """In place on the float32 converted image, as eval does (setup makes a fresh copy per sample)."""
 
+    version = "1"
     params = (_b.DATASETS, _b.SIZES, _b.TILE_NORMS)
     param_names = ["dataset", "size", "tile_norm_blocksize"]
 
@@ -45,6 +47,7 @@ class Normalize(_Crop):
 class Rescale(_Crop):
     """Resize by 17 / diameter (the nuclei model's diam_mean over the given diameter)."""
 
+    version = "1"
     params = (_b.DATASETS, _b.SIZES, _b.DIAMETERS)
     param_names = ["dataset", "size", "diameter"]
 

@@ -14,6 +14,7 @@ from cpbench import inputs as _in
 class WriteMasks(_b.Stage):
     """The ground-truth labels of the synthetic crop stand in for masks (uint16 as eval returns)."""
 
+    version = "1"
     params = (_b.SIZES, _b.COMPRESSIONS)
     param_names = ["size", "compression"]
 

@@ -57,6 +57,16 @@ def test_every_stage_has_time_and_memory_benchmarks() -> None:
         assert f"{cls}.track_gpu_peak_bytes" not in names
 
 
+def test_every_benchmark_has_an_explicit_version() -> None:
+    """asv's default version hashes the (library) source of time_stage/setup: a library edit would
+    orphan every earlier result. An explicit version is a short string, not a sha256 of code."""
+    names = _discover()
+    assert names
+    for name, bench in names.items():
+        version = str(bench.version)  # type: ignore[attr-defined]
+        assert len(version) < 16, f"{name} has no explicit asv version (got the code hash {version[:12]}...)"
+
+
 def test_asv_check_passes() -> None:
     res = subprocess.run([*ASV, "check", "--python=same"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
