@@ -1,4 +1,4 @@
-"""Show ``cpbench fetch`` end to end against the local fake Synapse (tests/fake_synapse.py).
+"""Show ``cpbench fetch`` end to end against the local fake Synapse (tests/fetch/fake_synapse.py).
 
 Runs the real CLI (a subprocess per command, real synapseclient) and prints a transcript: dry run,
 download, nothing-to-do, an interrupted download (Ctrl-C) and its resumption, the parallel
@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "fetch"))
 
 from fake_synapse import DEFAULT_TOKEN, FakeFile, FakeSynapse, payload  # noqa: E402
 
 MiB = 2**20
 CLI_CODE = (
-    "import sys; from cpbench import cli; m = 'cpbench.fetch_cli'; "
+    "import sys; from cpbench import cli; m = 'cpbench.fetch.cli'; "
     "cli.COMMAND_MODULES += () if m in cli.COMMAND_MODULES else (m,); sys.exit(cli.main(sys.argv[1:]))"
 )
 

@@ -2,13 +2,13 @@
 
 The network has exactly the architecture of Cellpose's builtin ``nuclei`` model (CPnet, nbase
 [2, 32, 64, 128, 256], 3 outputs, sz 3, diam_mean 17) and is trained with Cellpose's own
-``cellpose.train.train_seg`` on crops rendered in memory by :class:`cpbench.synth.Scene`: varied
+``cellpose.train.train_seg`` on crops rendered in memory by :class:`cpbench.synth.scene.Scene`: varied
 nucleus density, size, brightness, cycle (stain bleaching), blur and empty glass. Everything is
 seeded, so the same command gives the same training data and the same optimisation path (the
 shipped file is what makes the model identical on every machine; CPU float arithmetic may differ
 in the last bits between machines and thread counts).
 
-Outputs (default ``src/cpbench/data/``):
+Outputs (default ``src/cpbench/models/data/``):
 
 * ``reference_nuclei.pth`` — the state dict, float16 (loads with the plain Cellpose API:
   ``cellpose.models.CellposeModel(pretrained_model=PATH)``, which casts it back to float32);
@@ -22,7 +22,7 @@ Run (about 30-40 min on 2 CPU cores)::
     python tools/train_reference_model.py --eval-only     # re-evaluate the shipped weights
 
 Training scenes use synth seeds from 10,000 up and test scenes from 20,000 up; held-out
-evaluation (:mod:`cpbench.evaluate`) uses seeds below 10,000, so it never sees training scenes.
+evaluation (:mod:`cpbench.models.evaluate`) uses seeds below 10,000, so it never sees training scenes.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "cpbench" / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "cpbench" / "models" / "data"
 TRAIN_SEED_BASE = 10_000
 TEST_SEED_BASE = 20_000
 PLANE = 2048  # px; each crop is a window at a random place in a plane this big (tissue is centred)
@@ -88,7 +88,8 @@ def sample_scene(seed_base: int, i: int, recipe_seed: int, crop: int) -> dict[st
 
 def render(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Image (float32) and labels (uint32) of one crop spec."""
-    from cpbench.synth import Scene, SceneParams
+    from cpbench.synth.params import SceneParams
+    from cpbench.synth.scene import Scene
 
     scene = Scene((spec["channel"] + 1, PLANE, PLANE), SceneParams(**spec["params"]))
     labels = np.zeros((spec["h"], spec["w"]), np.uint32)
@@ -193,7 +194,7 @@ def train(hp: dict[str, Any], out_dir: Path, log: logging.Logger, data_cache: Pa
             steps=int(hp["n_epochs"] * -(-hp["nimg_per_epoch"] // hp["batch_size"])),
             channels=[0, 0], normalize="cellpose default (1st-99th percentile)", rescale=True,
             data=dict(
-                source="cpbench.synth.Scene, rendered in memory (channel = DNA of cycle 1-3)",
+                source="cpbench.synth.scene.Scene, rendered in memory (channel = DNA of cycle 1-3)",
                 n_train_crops=len(train_data), n_test_crops=len(test_data), crop_px=hp["crop"],
                 n_train_crops_used=int(sum(n >= hp["min_train_masks"] for n in n_nuclei)),
                 n_train_nuclei=int(sum(n_nuclei)),
@@ -227,7 +228,8 @@ def evaluate_card(weights: Path, log: logging.Logger, threads: int) -> dict[str,
     """Held-out evaluation of the weights on the card's grid."""
     import torch
 
-    from cpbench import evaluate, models
+    from cpbench import models
+    from cpbench.models import evaluate
 
     torch.set_num_threads(threads)
     model = models.load(str(weights))
@@ -259,7 +261,7 @@ def evaluate_card(weights: Path, log: logging.Logger, threads: int) -> dict[str,
         log.info("eval %s", row)
         rows.append(row)
     return dict(
-        method="cpbench.evaluate.evaluate_synthetic: CellposeModel.eval via cellpose_stages.eval_end_to_end "
+        method="cpbench.models.evaluate.evaluate_synthetic: CellposeModel.eval via stages.eval_end_to_end "
                "(2D image, channels None = [0,0]; flow_threshold 0.4, cellprob_threshold 0, min_size 15, "
                "bsize 224) on the DNA channel of a synth scene; "
                "AP = TP/(TP+FP+FN) from cellpose.metrics.average_precision, nuclei pooled over seeds",

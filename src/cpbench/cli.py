@@ -1,7 +1,7 @@
 """The ``cpbench`` command line: one sub-command per job.
 
-Each sub-command lives in its own module that exposes ``register(subparsers)``; the module's
-``run(args)`` is attached as ``args.func``. Heavy imports happen inside ``run`` so that
+Each capability folder has a ``cli`` module that exposes ``register(subparsers)`` and attaches its
+``run(args)`` as ``args.func``; this module only wires them. Heavy imports happen inside ``run`` so that
 ``cpbench --help`` stays fast.
 """
 
@@ -16,10 +16,10 @@ from cpbench.errors import UserError
 
 #: modules that contribute sub-commands, in the order ``--help`` lists them
 COMMAND_MODULES: tuple[str, ...] = (
-    "cpbench.synth_cli",
-    "cpbench.fetch_cli",
-    "cpbench.report_cli",
-    "cpbench.model_cli",
+    "cpbench.synth.cli",
+    "cpbench.fetch.cli",
+    "cpbench.report.cli",
+    "cpbench.models.cli",
 )
 
 

@@ -1,1 +1,4 @@
-"""Turn asv results into tables, plots and guidelines (asv's own results API underneath)."""
+"""asv results → tables, plots and guidelines (``cpbench report``), through asv's own results API.
+
+``results`` (flat rows from ``.asv/results``) · ``stage_table`` (stage x size table) · ``plots``.
+"""

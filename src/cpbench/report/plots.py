@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpbench.ometiff import atomic_path
+from cpbench.io.files import atomic_path
 
 
 def stage_costs_png(table: list[dict[str, object]], out: Path, device: str, title: str = "") -> Path:

@@ -1,0 +1,232 @@
+"""Benchmark inputs, made once and cached on disk under ``data/cache`` (never inside a timed call).
+
+* ``dataset``: ``"synthetic"`` (generated here, with ground truth) or a challenge image name
+  (``exemplar-001``, ``LUNG-1-LN``, ``WD-76845-097``) once it has been fetched into ``data/``.
+* ``size``: ``"256"``, ``"512"``, ... (a centred square crop of that side, pixels) or ``"full"``
+  (the whole frame; for ``synthetic`` the exemplar-001 frame, 3138 x 2509).
+
+Everything is keyed by what determines it (dataset, size, seed, model, parameters, cellpose
+version), written under a temporary name and renamed, so concurrent or interrupted runs never
+see half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from cpbench.io.files import atomic_path, load_npz, save_npz
+from cpbench.synth.params import PRESETS
+
+SYNTHETIC = "synthetic"
+FULL = "full"
+SYNTH_SEED = 0
+SYNTH_FRAME = PRESETS["exemplar-001"]  # (C, Y, X) of the synthetic "full" frame
+
+
+def data_dir() -> Path:
+    """``$CPBENCH_DATA`` or ``./data``; where fetched and generated images live."""
+    return Path(os.environ.get("CPBENCH_DATA", "data")).resolve()
+
+
+def cache_dir() -> Path:
+    """``data/cache``: derived inputs (crops, flows, masks); safe to delete."""
+    d = data_dir() / "cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def frame_shape(dataset: str) -> tuple[int, int]:
+    """(Y, X) of a dataset's full frame, pixels."""
+    if dataset == SYNTHETIC:
+        return SYNTH_FRAME[1], SYNTH_FRAME[2]
+    if dataset in PRESETS:
+        return PRESETS[dataset][1], PRESETS[dataset][2]
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+def crop_shape(dataset: str, size: str) -> tuple[int, int]:
+    """(Y, X) of the crop ``size`` of ``dataset``; NotImplementedError when it does not fit."""
+    fy, fx = frame_shape(dataset)
+    if size == FULL:
+        return fy, fx
+    s = int(size)
+    if s > fy or s > fx:
+        if dataset != SYNTHETIC:
+            raise NotImplementedError(f"skipped: a {s} px crop does not fit in {dataset} ({fy} x {fx})")
+    return s, s
+
+
+def synthetic_slide() -> Path:
+    """The synthetic exemplar-001 slide (12 x 3138 x 2509 OME-TIFF + labels), generated once.
+
+    Reuses ``data/synth/exemplar-001.ome.tif`` when ``make demo`` already made it with the
+    default arguments (same seed: the pixels are identical)."""
+    from cpbench.synth.writer import generate, labels_path
+
+    demo = data_dir() / "synth" / "exemplar-001.ome.tif"
+    if demo.exists() and labels_path(demo).exists():
+        return demo
+    out = cache_dir() / "synthetic-exemplar-001.ome.tif"
+    if not (out.exists() and labels_path(out).exists()):
+        generate(out, SYNTH_FRAME, progress=True)
+    return out
+
+
+def real_image(dataset: str) -> Path:
+    """Path of a fetched challenge image; NotImplementedError (asv: skip) when it is absent."""
+    from cpbench.fetch.catalogue import local_path
+
+    path = local_path(dataset, data_dir())
+    if path is None:
+        raise NotImplementedError(f"skipped: {dataset} has not been fetched (cpbench fetch {dataset})")
+    return path
+
+
+def _centre(full: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
+    return (full[0] - crop[0]) // 2, (full[1] - crop[1]) // 2
+
+
+def nuclear_crop(dataset: str, size: str) -> tuple[Path, Path | None]:
+    """A cached single-channel OME-TIFF of the nuclear stain (channel 0), centred crop of ``size``,
+    and its ground-truth labels (None for real images). Crops larger than the synthetic frame are
+    rendered directly from the synthetic scene (same seed and parameters)."""
+    h, w = crop_shape(dataset, size)
+    out = cache_dir() / f"{dataset}-{h}x{w}.ome.tif"
+    lab = cache_dir() / f"{dataset}-{h}x{w}.labels.ome.tif"
+    if out.exists() and (dataset != SYNTHETIC or lab.exists()):
+        return out, lab if dataset == SYNTHETIC else None
+    if dataset == SYNTHETIC:
+        from cpbench.synth.params import SceneParams
+        from cpbench.synth.scene import Scene
+
+        fy, fx = frame_shape(dataset)
+        scene = Scene((1, max(h, fy), max(w, fx)), SceneParams(seed=SYNTH_SEED))
+        y0, x0 = _centre((fy, fx), (h, w))
+        labels = np.zeros((h, w), np.uint32)
+        img = scene.render(0, y0, x0, h, w, labels_out=labels)
+        # ids are global to the scene; renumber 1..n so metrics' overlap matrices stay small
+        uniq, inverse = np.unique(labels, return_inverse=True)
+        labels = (inverse.reshape(labels.shape) + (uniq[0] != 0)).astype(np.uint32)
+        _write(lab, labels)
+        _write(out, img)
+        return out, lab
+    src = real_image(dataset)
+    fy, fx = frame_shape(dataset)
+    y0, x0 = _centre((fy, fx), (h, w))
+    from cpbench.stages import read_region
+
+    _write(out, read_region(src, 0, y0, x0, h, w))
+    return out, None
+
+
+def _write(path: Path, a: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, a, tile=(256, 256) if min(a.shape) >= 256 else None, compression="zlib",
+                         ome=True, metadata={"axes": "YX"})
+
+
+def load_crop(dataset: str, size: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(image (Y, X) uint16, labels (Y, X) uint32 or None) of :func:`nuclear_crop`, in memory."""
+    img_path, lab_path = nuclear_crop(dataset, size)
+    img = tifffile.imread(img_path)
+    return img, (tifffile.imread(lab_path) if lab_path is not None else None)
+
+
+def _key(**parts: Any) -> str:
+    from cpbench.stages import cellpose_version
+
+    parts["cellpose"] = ".".join(map(str, cellpose_version()))
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_model(name: str, device: str = "cpu") -> Any:
+    """A Cellpose model by name (``reference``, ``nuclei``, ``random``, ``cpsam``, or a path);
+    NotImplementedError (asv: skip) where its weights cannot be had here."""
+    from cpbench import models
+    from cpbench.errors import UserError
+
+    try:
+        return models.load(name, device=device)
+    except UserError as exc:
+        raise NotImplementedError(f"skipped: {exc}") from None
+
+
+def network_input(img: np.ndarray, diameter: float | None, diam_mean: float) -> np.ndarray:
+    """Stages 2-4 as eval runs them: convert, normalize, rescale by ``diam_mean / diameter``."""
+    from cpbench import stages as cs
+
+    return cs.rescale(cs.normalize(cs.convert(img), inplace=True), diameter, diam_mean)
+
+
+def network_flows(
+    dataset: str, size: str, model_name: str, diameter: float | None, device: str = "cpu",
+    full_size: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flows the network produced for the crop (cached .npz): resampled to the crop's size
+    (``full_size``, what mask recovery gets with ``resample=True``) or at network resolution.
+
+    Returns ``(dP (2, Y, X) float32, cellprob (Y, X) float32)``. Default network settings
+    (bsize, tile_overlap 0.1, batch_size 8, no augment)."""
+    from cpbench import stages as cs
+
+    key = _key(kind="flows", dataset=dataset, size=size, model=model_name, diameter=diameter)
+    path = cache_dir() / f"flows-{dataset}-{size}-{model_name}-{key}.npz"
+    if not path.exists():
+        img, _ = load_crop(dataset, size)
+        model = load_model(model_name, device=device)
+        dP, cellprob = cs.run_network(model, network_input(img, diameter, model.diam_mean))
+        dP = np.ascontiguousarray(dP, dtype=np.float32)
+        cellprob = np.ascontiguousarray(cellprob, dtype=np.float32)
+        dPr, cpr = cs.resample_flows(dP, cellprob, img.shape)
+        save_npz(path, dP=np.ascontiguousarray(dPr, dtype=np.float32),
+                  cellprob=np.ascontiguousarray(cpr, dtype=np.float32), dP_net=dP, cellprob_net=cellprob)
+    return load_npz(path, "dP", "cellprob") if full_size else load_npz(path, "dP_net", "cellprob_net")  # type: ignore[return-value]
+
+
+def flows(dataset: str, size: str, source: str, model_name: str, diameter: float | None,
+          device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Flows for the mask-recovery stages: ``source`` ``"network"`` (what the model produced) or
+    ``"ground_truth"`` (``masks_to_flows`` of the labels: a perfect model; synthetic only)."""
+    if source == "network":
+        return network_flows(dataset, size, model_name, diameter, device)
+    if source == "ground_truth":
+        _, labels = load_crop(dataset, size)
+        if labels is None:
+            raise NotImplementedError(f"skipped: {dataset} has no ground truth for ground-truth flows")
+        key = _key(kind="gtflows", dataset=dataset, size=size)
+        path = cache_dir() / f"gtflows-{dataset}-{size}-{key}.npz"
+        if not path.exists():
+            from cpbench.stages import ground_truth_flows
+
+            dP, cellprob = ground_truth_flows(labels.astype(np.int32))
+            save_npz(path, dP=dP, cellprob=cellprob)
+        return load_npz(path, "dP", "cellprob")  # type: ignore[return-value]
+    raise ValueError(f"unknown flow source {source!r}")
+
+
+def mask_stage_inputs(dataset: str, size: str, source: str, model_name: str = "reference",
+                      diameter: float | None = 13.0) -> dict[str, Any]:
+    """What each mask-recovery stage takes as input, computed once with default parameters and
+    cached (.npz): ``p`` and ``inds`` (after follow_flows: niter 200, cellprob_threshold 0),
+    ``masks`` (after get_masks) and ``qc_masks`` (after flow QC at 0.4). CPU computation."""
+    from cpbench import stages as cs
+
+    key = _key(kind="maskinputs", dataset=dataset, size=size, source=source, model=model_name, diameter=diameter)
+    path = cache_dir() / f"maskinputs-{dataset}-{size}-{source}-{key}.npz"
+    if not path.exists():
+        dP, cellprob = flows(dataset, size, source, model_name, diameter)
+        p, inds = cs.follow_flows(dP, cellprob, 0.0, 200)
+        p = np.asarray(p)
+        masks = cs.get_masks(p, inds, cellprob.shape)
+        qc = cs.remove_bad_flow_masks(masks, dP, 0.4)
+        save_npz(path, p=p, inds_y=np.asarray(inds[0]), inds_x=np.asarray(inds[1]), masks=masks, qc_masks=qc)
+    p, iy, ix, masks, qc = load_npz(path, "p", "inds_y", "inds_x", "masks", "qc_masks")
+    return {"p": p, "inds": (iy, ix), "masks": masks, "qc_masks": qc}

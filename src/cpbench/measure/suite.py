@@ -1,0 +1,199 @@
+"""What every asv stage benchmark shares: the parameter grids and the measurement methods.
+
+A benchmark class in ``benchmarks/`` subclasses :class:`Stage`, lists its ``params`` and
+``param_names``, and implements ``prepare(*params)`` (load inputs; not measured) and
+``run()`` (the stage: one library call). It then has, per parameter combination:
+
+* ``time_stage``: wall time, seconds (CUDA synchronized inside the timed call);
+* ``track_stage_peak_bytes``: peak host memory of the stage alone, bytes (VmHWM reset around
+  ``run()`` after gc + malloc_trim; see :mod:`cpbench.measure.probes`);
+* ``peakmem_stage``: whole-process peak, bytes (compare with ``bench_reference.peakmem_reference``);
+* ``track_gpu_peak_bytes``: peak CUDA memory of the stage, bytes, in a sibling class made by
+  :func:`gpu_memory` (CUDA parameters only, so it skips at once where there is no GPU).
+
+Inputs are prepared in ``setup_cache`` (once per class and run: generation, network flows) and
+cached on disk (:mod:`cpbench.measure.inputs`); ``setup`` only loads them. Every combination is guarded:
+a prediction of its memory above what is available skips it with the reason.
+
+Grids: quick by default; ``CPBENCH_FULL=1`` gives the full grids (same benchmarks).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from cpbench.measure import probes
+
+T = TypeVar("T")
+
+
+def full_mode() -> bool:
+    """True when ``CPBENCH_FULL=1``: the larger parameter grids."""
+    return os.environ.get("CPBENCH_FULL", "") == "1"
+
+
+def grid(quick: Sequence[T], full: Sequence[T]) -> list[T]:
+    """``full`` under ``CPBENCH_FULL=1``, else ``quick``."""
+    return list(full if full_mode() else quick)
+
+
+# ----- parameter grids (explicit: nothing about the machine changes what is measured) -------
+SIZES = grid(["256", "512", "1024"], ["256", "512", "1024", "2048", "4096", "8192", "full"])
+"""Side of the centred square crop, pixels, or ``full`` (the whole frame)."""
+DATASETS = grid(["synthetic"], ["synthetic", "exemplar-001", "LUNG-1-LN", "WD-76845-097"])
+DEVICES = ["cpu", "cuda"]
+MODELS = grid(["reference"], ["reference", "nuclei", "cpsam"])
+DIAMETER = 13.0
+"""Nucleus diameter given to Cellpose, pixels: the synthetic nuclei's mean (rescale 17/13)."""
+DIAMETERS = grid([13.0, 30.0], [13.0, 17.0, 30.0])
+BSIZES = grid([224], [224, 256])
+BATCH_SIZES = grid([8], [1, 8, 32])
+TILE_OVERLAPS = grid([0.1], [0.1, 0.25, 0.5])
+AUGMENTS = grid([False], [False, True])
+NITERS = grid([200], [50, 100, 200, 400])
+FLOW_THRESHOLDS = grid([0.4], [0.0, 0.4, 0.8])
+CELLPROB_THRESHOLDS = grid([0.0], [-2.0, 0.0, 2.0])
+MIN_SIZES = grid([15], [0, 15, 100])
+FLOW_SOURCES = ["network", "ground_truth"]
+COMPRESSIONS = grid(["none", "zlib"], ["none", "zlib", "zstd", "lzw"])
+TILE_NORMS = grid([0], [0, 256])
+
+
+def prepare_suite() -> None:
+    """Make every cached input the current grid needs: the synthetic slide, the crops and their
+    ground truth, network flows (reference model, default settings) and ground-truth flows.
+    Combinations that cannot be made here (an image not fetched, weights absent) are left out;
+    their benchmarks skip with the reason."""
+    from tqdm import tqdm
+
+    from cpbench.measure import inputs
+
+    inputs.synthetic_slide()
+    combos = [(d, s) for d in DATASETS for s in SIZES]
+    for dataset, size in tqdm(combos, desc="benchmark inputs", unit="crop"):
+        try:
+            inputs.nuclear_crop(dataset, size)
+            inputs.network_flows(dataset, size, "reference", DIAMETER)
+            inputs.mask_stage_inputs(dataset, size, "network", "reference", DIAMETER)
+            if dataset == inputs.SYNTHETIC:
+                inputs.mask_stage_inputs(dataset, size, "ground_truth", "reference", DIAMETER)
+        except NotImplementedError:
+            continue
+
+
+def require_device(device: str) -> None:
+    """NotImplementedError (asv: skip) when ``device`` is not available here."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NotImplementedError("skipped: no CUDA device here")
+
+
+class Stage:
+    """Base class of the asv stage benchmarks (see the module docstring)."""
+
+    number = 1  # one call per sample: stages take 1 ms .. minutes
+    repeat = (1, 5, 60.0)  # 1 to 5 samples, stop adding after 60 s
+    warmup_time = 0.0
+    timeout = 1800.0  # seconds, for the largest quick case with headroom; full mode: see subclasses
+    device = "cpu"
+
+    # --- to implement -----------------------------------------------------------------
+    def prepare(self, *params: Any) -> None:
+        """Load the inputs for ``params`` into ``self`` (not measured)."""
+        raise NotImplementedError
+
+    def run(self) -> Any:
+        """The stage: one library call on the prepared inputs."""
+        raise NotImplementedError
+
+    def predicted_bytes(self) -> int:
+        """Peak host bytes the stage is expected to need (memory guard); 0 = no guard."""
+        return 0
+
+    # --- asv protocol -----------------------------------------------------------------
+    def setup_cache(self) -> str:
+        # asv keys setup_cache by where it is defined, so this one runs once for the whole suite;
+        # it must return something other than None for asv to pass it to setup and benchmarks
+        prepare_suite()
+        from cpbench.measure.inputs import data_dir
+
+        return str(data_dir())
+
+    setup_cache.timeout = 7200.0  # type: ignore[attr-defined]  # seconds; full grids render 8192² crops
+
+    def setup(self, _cache: Any, *params: Any) -> None:
+        self.prepare(*params)
+        predicted = self.predicted_bytes()
+        if predicted:
+            probes.memory_guard(predicted)
+
+    def _call(self) -> Any:
+        sync = probes._synchronizer(self.device)
+        out = self.run()
+        sync()
+        return out
+
+    def time_stage(self, _cache: Any, *params: Any) -> None:
+        self._call()
+
+    def peakmem_stage(self, _cache: Any, *params: Any) -> None:
+        self._call()
+
+    def track_stage_peak_bytes(self, _cache: Any, *params: Any) -> int:
+        with probes.StagePeak() as peak:
+            self._call()
+        return peak.bytes
+
+    track_stage_peak_bytes.unit = "bytes"  # type: ignore[attr-defined]
+
+
+class DeviceStage(Stage):
+    """A stage that runs on CPU or CUDA: ``prepare`` sets ``self.device``. Its GPU peak memory is
+    measured by the class :func:`gpu_memory` derives from it, so that CPU-only runs do not pay a
+    setup per combination just to skip it."""
+
+
+def _track_gpu_peak_bytes(self: Stage, _cache: Any, *params: Any) -> int:
+    """Peak CUDA memory allocated by the stage, bytes (torch's caching allocator)."""
+    return probes.cuda_peak_bytes(self._call, self.device)[1]
+
+
+_track_gpu_peak_bytes.unit = "bytes"  # type: ignore[attr-defined]
+
+
+def gpu_memory(cls: type[DeviceStage], name: str) -> type[DeviceStage]:
+    """A benchmark class with only ``track_gpu_peak_bytes`` of stage ``cls``, on its CUDA params.
+
+    Assign it to a module attribute called ``name`` in the benchmark file."""
+    params = list(cls.params)  # type: ignore[attr-defined]
+    params[list(cls.param_names).index("device")] = [d for d in DEVICES if d.startswith("cuda")]  # type: ignore[attr-defined]
+    ns: dict[str, Any] = {
+        "__doc__": f"GPU peak memory of {cls.__name__} (CUDA only).",
+        "__module__": cls.__module__,
+        "__qualname__": name,
+        "params": tuple(params),
+        "time_stage": None, "peakmem_stage": None, "track_stage_peak_bytes": None, "track_ap50": None,
+        "track_gpu_peak_bytes": _track_gpu_peak_bytes,
+    }
+    return type(name, (cls,), ns)
+
+
+class Accuracy:
+    """Mixin: ``track_ap50``, AP@0.5 of ``self.run()``'s labels against ``self.gt`` (skipped when None)."""
+
+    gt: Any = None
+
+    def track_ap50(self, _cache: Any, *params: Any) -> float:
+        if self.gt is None:
+            from asv_runner.benchmarks.mark import SkipNotImplemented
+
+            raise SkipNotImplemented("no ground truth for this dataset")
+        from cpbench.stages import average_precision
+
+        return float(average_precision(self.gt, self.run(), (0.5,))[0])  # type: ignore[attr-defined]
+
+    track_ap50.unit = "AP@0.5"  # type: ignore[attr-defined]

@@ -1,0 +1,75 @@
+"""Fixtures shared across test folders: a planted stage run through the real ``asv run``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASV = [sys.executable, "-m", "asv"]
+
+
+PLANTED = '''
+import time
+import numpy as np
+from cpbench.measure import suite as _b
+
+MIB = 1 << 20
+
+class Planted(_b.Stage):
+    """A stage that holds 256 MiB (touched) and sleeps 100 ms; its setup keeps 300 MiB alive.
+    Its parameters look like a real stage's, so the report tools can read it as one."""
+    params = (["synthetic"], ["256"])
+    param_names = ["dataset", "size"]
+
+    def setup_cache(self):
+        return "planted"
+
+    def prepare(self, dataset, size):
+        self.setup_array = np.ones(300 * MIB, np.uint8)  # made in setup: must not count
+
+    def run(self):
+        a = np.ones(256 * MIB, np.uint8)
+        time.sleep(0.1)
+        return int(a[::4096].sum())
+'''
+
+
+@pytest.fixture(scope="session")
+def planted_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the planted stage with the real `asv run` and read the results with asv's results API."""
+    proj = tmp_path_factory.mktemp("asvproj")
+    (proj / "benchmarks").mkdir()
+    (proj / "benchmarks" / "__init__.py").write_text("")
+    (proj / "benchmarks" / "bench_preprocess.py").write_text(textwrap.dedent(PLANTED))
+    conf = {"version": 1, "project": "planted", "repo": ".", "branches": ["main"], "benchmark_dir": "benchmarks",
+            "results_dir": "results", "html_dir": "html", "environment_type": "virtualenv"}
+    (proj / "asv.conf.json").write_text(json.dumps(conf))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "."], ["git", "commit", "-qm", "planted"]):
+        subprocess.run(cmd, cwd=proj, check=True, env=env)
+    subprocess.run([*ASV, "machine", "--yes", "--machine", "testbox"], cwd=proj, check=True, capture_output=True)
+    res = subprocess.run([*ASV, "run", "--python=same", "--quick", "--set-commit-hash", "HEAD", "--machine", "testbox",
+                          "--show-stderr"],
+                         cwd=proj, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return proj
+
+
+@pytest.fixture(scope="session")
+def planted_results(planted_project: Path) -> dict[str, float]:
+    """The planted stage's results, read with asv's own results API."""
+    from asv.results import iter_results
+
+    out: dict[str, float] = {}
+    for r in iter_results(str(planted_project / "results" / "testbox")):
+        for name in r.get_all_result_keys():
+            out[name] = r.get_result_value(name, r.get_result_params(name))[0]  # the one param combination
+    return out
