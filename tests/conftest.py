@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,14 @@ def planted_results(planted_project: Path) -> dict[str, float]:
         for name in r.get_all_result_keys():
             out[name] = r.get_result_value(name, r.get_result_params(name))[0]  # the one param combination
     return out
+
+
+@pytest.fixture
+def umask022() -> Iterator[None]:
+    """The process umask set to 022 (the usual default) for one test, then restored."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+

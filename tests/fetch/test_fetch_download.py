@@ -305,3 +305,15 @@ def test_partial_of_an_older_version_is_removed(make_world) -> None:
     old.write_bytes(b"old")
     rc, out, _ = w.fetch("exemplar-001")
     assert rc == 0 and "older version" in out and not old.exists()
+
+
+@pytest.mark.parametrize("mode", ["single-stream", "parallel"])
+def test_fetched_files_are_readable_by_group_and_others(make_world, umask022: None, mode: str) -> None:
+    """Under umask 022 the downloaded image and the manifest are 0644, as a plain download would be."""
+    import stat
+
+    w = make_world()
+    args = ("exemplar-001", "LUNG-1-LN") + (("--parallel",) if mode == "parallel" else ())
+    assert w.fetch(*args)[0] == 0
+    for p in (w.dest / EXEMPLAR, w.dest / LUNG, w.dest / "manifest.json"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, f"{p.name}: {oct(stat.S_IMODE(p.stat().st_mode))}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,14 +20,31 @@ import numpy as np
 from cpbench.errors import UserError
 
 
+def _new_partial(path: Path) -> Path:
+    """Create an empty, hidden ``.NAME.<random>.partial`` beside ``path`` and return its path.
+
+    Created with mode 0o666 so that the user's umask decides the final mode, as for
+    ``open(path, "w")`` (``tempfile.mkstemp`` would make it 0600: unreadable to colleagues).
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a unique temporary file beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path`` (hidden, ending ``.partial``, unique per call);
-    rename it to ``path`` on success, delete it on error. A final name only ever holds a whole file."""
+    rename it to ``path`` on success, delete it on error. A final name only ever holds a whole file.
+
+    The file gets the mode ``open(path, "w")`` would give under the current umask (0644 with 022)."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_partial(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -52,6 +70,13 @@ def unwritable_reason(directory: Path) -> str | None:
             return None
     except OSError as exc:
         return exc.strerror or type(exc).__name__
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the tables and plots; print the tables."""
+    from cpbench.io.files import write_text
     from cpbench.report.plots import stage_costs_png
     from cpbench.report.results import latest, load_rows
     from cpbench.report.stage_table import stage_table, to_markdown
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if not any(t["seconds"] for t in table):
             continue
         md = to_markdown(table, device)
-        (args.out / f"stage_table_{device}.md").write_text(f"Machine: {machine}\n\n" + md)
+        write_text(args.out / f"stage_table_{device}.md", f"Machine: {machine}\n\n" + md)
         png = stage_costs_png(table, args.out / f"stage_costs_{device}.png", device,
                               f"Cellpose stage costs on {device} ({machine})")
         print(md)
