@@ -1,9 +1,9 @@
 """End to end: CellposeModel.eval on a crop (stages 2-10), with its accuracy (AP@0.5)."""
 
-from cpbench.measure import suite as _b
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
 from cpbench.measure import probes as _probes
+from cpbench.measure import suite as _b
 
 
 class EndToEnd(_b.Accuracy, _b.DeviceStage):

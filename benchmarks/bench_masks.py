@@ -6,10 +6,10 @@ previous stages' output at default parameters, made once and cached (inputs.mask
 MaskRecovery chains stages 7-10 and also tracks accuracy (AP@0.5 against the ground truth).
 """
 
-from cpbench.measure import suite as _b
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
 from cpbench.measure import probes as _probes
+from cpbench.measure import suite as _b
 
 _SOURCES = (_b.DATASETS, _b.SIZES, _b.FLOW_SOURCES)
 _SOURCE_NAMES = ["dataset", "size", "flows"]

@@ -1,9 +1,9 @@
 """Stage 5, the network (core.run_net): tiles of bsize, tile_overlap, batch_size, augment; CPU and GPU."""
 
-from cpbench.measure import suite as _b
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
 from cpbench.measure import probes as _probes
+from cpbench.measure import suite as _b
 
 
 class Network(_b.DeviceStage):

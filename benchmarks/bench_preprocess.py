@@ -1,8 +1,8 @@
 """Stages 2-4: convert (channel layout), normalize (1-99 percentile), rescale (diam_mean / diameter)."""
 
-from cpbench.measure import suite as _b
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
+from cpbench.measure import suite as _b
 
 
 class _Crop(_b.Stage):

@@ -2,9 +2,9 @@
 
 import tifffile
 
-from cpbench.measure import suite as _b
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
+from cpbench.measure import suite as _b
 
 
 def _slide(dataset: str):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cpbench.measure import suite as _b
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
+from cpbench.measure import suite as _b
 
 
 class WriteMasks(_b.Stage):

@@ -84,4 +84,3 @@ def umask022() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
-

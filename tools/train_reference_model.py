@@ -123,7 +123,8 @@ def train(hp: dict[str, Any], out_dir: Path, log: logging.Logger, data_cache: Pa
           workdir: Path | None = None) -> dict[str, Any]:
     """Render the data, train, save float16 weights; return the training part of the card."""
     import torch
-    from cellpose import models, train as cp_train
+    from cellpose import models
+    from cellpose import train as cp_train
 
     torch.set_num_threads(hp["threads"])
     torch.manual_seed(hp["seed"])
@@ -289,7 +290,7 @@ def write_markdown(card: dict[str, Any], path: Path) -> None:
         "synthetic nuclei.",
         "",
         f"- weights: `{w['file']}`, {w['dtype']}, {w['bytes'] / 1e6:.1f} MB, sha256 `{w['sha256']}`",
-        f"- load: `cellpose.models.CellposeModel(pretrained_model=PATH)` or `cpbench.models.load('reference')`",
+        "- load: `cellpose.models.CellposeModel(pretrained_model=PATH)` or `cpbench.models.load('reference')`",
         f"- diam_labels = {a['diam_labels']:g} (= diam_mean, as in Cellpose's builtin `nuclei`: `diameter=None` "
         f"means no rescaling); the training crops' nuclei had a median diameter of "
         f"{a['train_median_diameter_px']:.2f} px before `train_seg` rescaled them to 17 px",

@@ -85,7 +85,6 @@ class World:
         return json.loads((self.dest / "manifest.json").read_text())
 
 
-
 def attach_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Capture every log record, synapseclient's non-propagating loggers included, at DEBUG."""
     caplog.set_level(logging.DEBUG)

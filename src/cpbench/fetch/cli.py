@@ -7,8 +7,8 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cpbench.fetch.catalogue import DEFAULT_DEST, FOLDER_ID, NAMES

@@ -51,6 +51,7 @@ from cpbench.fetch.session import Session, connect, quiet_synapse_info
 
 __all__ = ["PARTIAL_DIR", "FetchResult", "dry_run_report", "fetch"]
 
+
 @dataclass(frozen=True)
 class FetchResult:
     """Outcome for one image."""

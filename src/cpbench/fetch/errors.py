@@ -19,13 +19,16 @@ if TYPE_CHECKING:
     from cpbench.fetch.remote import RemoteFile
     from cpbench.fetch.session import Session
 
+
 def status_code(exc: BaseException) -> int | None:
+    """HTTP status code carried by a synapseclient / requests / httpx exception, or None."""
     resp = getattr(exc, "response", None)
     code = getattr(resp, "status_code", None)
     return int(code) if code is not None else None
 
 
 def first_line(text: str, limit: int = 200) -> str:
+    """First non-empty line of ``text``, at most ``limit`` characters."""
     line = next((s.strip() for s in str(text).splitlines() if s.strip()), "")
     return line[:limit]
 
@@ -44,6 +47,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def is_network_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the network failed (connection refused, reset, timed out), not Synapse."""
     import httpx
     import requests
 
@@ -74,6 +78,7 @@ def _short_network_reason(exc: BaseException) -> str:
 
 def network_error(session: Session, exc: BaseException, remote: RemoteFile | None = None,
                    dest: Path | None = None) -> UserError:
+    """The one-line error for a failed connection: what was kept of a download, or where Synapse was tried."""
     where = session.syn.repoEndpoint
     reason = session.redact(_short_network_reason(exc))
     if remote is not None and dest is not None:

@@ -57,6 +57,7 @@ def parallel_marker(remote: RemoteFile, dest: Path) -> Path:
 
 
 def staged_path(remote: RemoteFile, dest: Path) -> Path:
+    """Where a verified download waits before it is renamed to its final name."""
     return Path(dest) / PARTIAL_DIR / remote.image.file_name
 
 
@@ -110,6 +111,7 @@ def human_bytes(n: float) -> str:
 
 
 def kept_note(remote: RemoteFile, dest: Path) -> str:
+    """Half a sentence on what of an interrupted download of ``remote`` is kept for resuming."""
     part = partial_path(remote, dest)
     if part.is_file() and part.stat().st_size > 0 and not parallel_marker(remote, dest).exists():
         return (f"the partial download ({human_bytes(part.stat().st_size)} of "
@@ -164,5 +166,6 @@ def drop_stale_partials(remote: RemoteFile, dest: Path, say: Callable[[str], Non
 
 
 def drop_empty(folder: Path) -> None:
+    """Remove ``folder`` if it is empty; leave it otherwise."""
     with contextlib.suppress(OSError):
         folder.rmdir()

@@ -77,6 +77,7 @@ async def _find_files(session: Session, wanted: set[str]) -> dict[str, dict[str,
 
 
 async def resolve_remote(session: Session, images: list[ChallengeImage]) -> list[RemoteFile]:
+    """Find each image by file name in the challenge folder and describe its file (:class:`RemoteFile`)."""
     what = f"Synapse folder {FOLDER_ID}"
     try:
         found = await _find_files(session, {img.file_name for img in images})

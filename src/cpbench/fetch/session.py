@@ -37,7 +37,13 @@ from typing import TYPE_CHECKING
 
 from cpbench.errors import UserError
 from cpbench.fetch.catalogue import TOKEN_HELP
-from cpbench.fetch.errors import first_line, is_network_error, network_error, status_code, to_user_error
+from cpbench.fetch.errors import (
+    first_line,
+    is_network_error,
+    network_error,
+    status_code,
+    to_user_error,
+)
 
 if TYPE_CHECKING:
     from synapseclient import Synapse
@@ -96,6 +102,7 @@ class Session:
 async def connect(config: Path, quiet: bool, say: Callable[[str], None]) -> Session:
     """A logged-in (or anonymous) session with the Synapse named in ``config``; says who, never the token."""
     import synapseclient
+
     from cpbench import __version__
 
     agent: str | None = f"cpbench/{__version__}"

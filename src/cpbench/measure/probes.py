@@ -372,4 +372,3 @@ def memory_guard(
         raise NotImplementedError(
             f"skipped: predicted {need / GB:.2f} GB > available {available_bytes / GB:.2f} GB{where}"
         )
-

@@ -56,7 +56,13 @@ from cpbench.stages.common import (
     remove_bad_flow_masks,
     resample_flows,
 )
-from cpbench.stages.readwrite import read_full, read_lazy, read_page, read_region, write_masks
+from cpbench.stages.readwrite import (
+    read_full,
+    read_lazy,
+    read_page,
+    read_region,
+    write_masks,
+)
 
 __all__ = [
     "CELLPROB_INSIDE", "CELLPROB_OUTSIDE", "FLOW_SCALE", "Device", "average_precision", "builtin_weights",

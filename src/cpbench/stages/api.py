@@ -82,6 +82,7 @@ def convert(img: np.ndarray, channels: Sequence[int] | None = None) -> np.ndarra
     """
     return adapter().convert(img, channels)
 
+
 def rescale_factor(diameter: float | None, diam_mean: float | None = None) -> float:
     """Resize factor ``diam_mean / diameter`` (1.0 when ``diameter`` is None or 0).
 
@@ -121,6 +122,7 @@ def run_network(
     network output, as in cellpose).
     """
     return adapter().run_network(model, img, bsize, tile_overlap, batch_size, augment)
+
 
 def follow_flows(
     dP: np.ndarray,

@@ -147,6 +147,7 @@ def average_precision(
 
 
 def net_of(model: Any) -> Any:
+    """The torch network of a ``CellposeModel`` (or the network itself)."""
     return getattr(model, "net", model)
 
 

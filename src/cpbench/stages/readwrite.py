@@ -14,7 +14,6 @@ import numpy as np
 from cpbench.io.files import atomic_path
 
 
-
 def read_full(path: str | os.PathLike[str]) -> np.ndarray:
     """Read series 0, full resolution, all channels into memory (``tifffile.imread``); ``(C, Y, X)`` or ``(Y, X)``."""
     import tifffile

@@ -24,7 +24,11 @@ from cpbench.stages.common import (
 
 
 class Cellpose3:
-    """Adapter for cellpose 3.x (checked against running cellpose 3.1.1.2)."""
+    """Adapter for cellpose 3.x (checked against running cellpose 3.1.1.2).
+
+    Its methods are the version-specific halves of the functions in :mod:`cpbench.stages.api`, with
+    the same arguments and units; :class:`~cpbench.stages.v4.Cellpose4` overrides what 4.x changed.
+    """
 
     bsize = 224
     diam_mean = 17.0  # the nuclei model; CellposeModel's own default is 30

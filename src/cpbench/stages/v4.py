@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from cpbench.stages.common import Device, net_of, normalize, resample_flows, scale_factor, split_network_output, torch_device
+from cpbench.stages.common import (
+    Device,
+    net_of,
+    normalize,
+    resample_flows,
+    scale_factor,
+    split_network_output,
+    torch_device,
+)
 from cpbench.stages.v3 import Cellpose3
 
 

@@ -60,4 +60,3 @@ class SceneParams:
 def channel_names(n_channels: int) -> list[str]:
     """CyCIF-style channel names: ``DNA_1, Cyto_1, Membrane_1, Stroma_1, DNA_2, ...``."""
     return [f"{ROLES[c % CHANNELS_PER_CYCLE]}_{c // CHANNELS_PER_CYCLE + 1}" for c in range(n_channels)]
-

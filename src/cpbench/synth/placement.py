@@ -89,7 +89,6 @@ class _LRU(OrderedDict):
         return value
 
 
-
 class NucleusField:
     """The nuclei of a slide of ``shape`` (C, Y, X): placement, ids and the tissue mask they sit in."""
 

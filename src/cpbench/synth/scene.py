@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from cpbench.synth import noise
 from cpbench.synth.params import CHANNELS_PER_CYCLE
-from cpbench.synth.placement import NucleusField, Nuclei
+from cpbench.synth.placement import Nuclei, NucleusField
 from cpbench.synth.raster import rasterise
 
 _OFFSET = 200.0  # camera offset, counts

@@ -177,4 +177,3 @@ def generate(
         "peak_rss_bytes": _peak_rss_bytes(),
         "params": asdict(sp),
     }
-
