@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-synapse-min clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -29,6 +29,21 @@ demo: setup $(SLIDE)
 
 test: setup
 	$(BIN)/python -m pytest
+	$(MAKE) test-synapse-min
+
+# the fetch tests again with the LOWEST synapseclient pyproject.toml allows (the main venv has the
+# newest), in a throwaway venv with only what those tests import
+SYNAPSE_MIN  := $(shell sed -n 's/.*"synapseclient>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+SYNAPSE_VENV := .venv-synapse-min
+test-synapse-min:
+	rm -rf $(SYNAPSE_VENV)
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SYNAPSE_VENV)/bin/python -m pip install --quiet "synapseclient==$(SYNAPSE_MIN)" numpy pytest
+	$(SYNAPSE_VENV)/bin/python -c "import synapseclient; print('fetch tests with synapseclient', synapseclient.__version__)"
+	PYTHONPATH=src CPBENCH_EXPECT_SYNAPSECLIENT=$(SYNAPSE_MIN) \
+	  $(SYNAPSE_VENV)/bin/python -m pytest -p no:cacheprovider tests/fetch
+	rm -rf $(SYNAPSE_VENV)
 
 clean:
-	rm -rf $(VENV) data/synth .pytest_cache
+	rm -rf $(VENV) $(SYNAPSE_VENV) data/synth .pytest_cache

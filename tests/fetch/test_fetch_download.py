@@ -317,3 +317,22 @@ def test_fetched_files_are_readable_by_group_and_others(make_world, umask022: No
     assert w.fetch(*args)[0] == 0
     for p in (w.dest / EXEMPLAR, w.dest / LUNG, w.dest / "manifest.json"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, f"{p.name}: {oct(stat.S_IMODE(p.stat().st_mode))}"
+
+
+def test_synapseclient_is_within_the_range_pyproject_allows() -> None:
+    """The installed synapseclient is one pyproject.toml allows; under `make test-synapse-min` it is
+    exactly the lowest allowed (CPBENCH_EXPECT_SYNAPSECLIENT), so these tests prove that end works."""
+    import re
+    from importlib import metadata
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    low, high = re.search(r'"synapseclient>=([0-9.]+),<([0-9.]+)"', text).groups()  # type: ignore[union-attr]
+    installed = metadata.version("synapseclient")
+
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in re.findall(r"\d+", v)[:3]) + (0,) * (3 - len(re.findall(r"\d+", v)[:3]))
+
+    assert key(low) <= key(installed) < key(high), f"synapseclient {installed} outside >={low},<{high}"
+    expected = os.environ.get("CPBENCH_EXPECT_SYNAPSECLIENT")
+    if expected is not None:
+        assert key(installed) == key(expected), f"expected synapseclient {expected}, got {installed}"
