@@ -14,6 +14,13 @@ from pathlib import Path
 
 os.environ.setdefault("CPBENCH_DATA", str(Path(__file__).resolve().parents[1] / "data"))
 
+# Threads fixed before numpy/torch/numba are imported ($CPBENCH_THREADS, default 2; recorded by
+# bench_reference.track_threads). Only environment variables here: torch must not start its thread
+# pool in asv's forkserver (forked benchmarks would deadlock).
+from cpbench.measure.suite import pin_threads  # noqa: E402
+
+pin_threads()
+
 # Every benchmark process imports the same heavy modules, so that bench_reference.peakmem_reference
 # (a process that imports them and does nothing) is the common baseline of every peakmem_*.
 import cellpose.models  # noqa: E402,F401

@@ -1,4 +1,5 @@
-"""Baseline for every peakmem_*: a benchmark process (imports of benchmarks/__init__.py) that does nothing."""
+"""Baselines and settings every other benchmark is read against: the process with only the imports
+(peakmem_reference, the baseline of every peakmem_*) and the thread counts the stages run with."""
 
 
 def peakmem_reference() -> None:
@@ -6,3 +7,25 @@ def peakmem_reference() -> None:
 
 
 peakmem_reference.version = "1"  # type: ignore[attr-defined]
+
+
+def track_threads() -> int:
+    """Intra-op threads torch uses in a benchmark process (fixed by $CPBENCH_THREADS)."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+track_threads.unit = "threads"  # type: ignore[attr-defined]
+track_threads.version = "1"  # type: ignore[attr-defined]
+
+
+def track_numba_threads() -> int:
+    """Threads numba's parallel loops use in a benchmark process (fixed by $CPBENCH_THREADS)."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+track_numba_threads.unit = "threads"  # type: ignore[attr-defined]
+track_numba_threads.version = "1"  # type: ignore[attr-defined]

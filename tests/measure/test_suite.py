@@ -3,9 +3,12 @@ planted stage correctly when run through the real `asv run`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ASV = [sys.executable, "-m", "asv"]
@@ -85,3 +88,27 @@ def test_setup_allocations_are_not_in_the_stage_but_in_the_process(planted_resul
     process = planted_results["bench_preprocess.Planted.peakmem_stage"]
     assert stage < 300 * MIB  # the 300 MiB setup array is excluded from the stage
     assert process > (256 + 300) * MIB  # ... and included in the whole-process peak
+
+
+def test_threads_are_fixed_by_one_variable_and_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpbench.measure import suite
+
+    for var in (suite.THREADS_ENV, *suite.THREAD_VARS):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # whatever the host had is replaced, not kept
+    assert suite.pin_threads() == suite.DEFAULT_THREADS
+    assert all(os.environ[v] == str(suite.DEFAULT_THREADS) for v in suite.THREAD_VARS)
+    monkeypatch.setenv(suite.THREADS_ENV, "3")
+    assert suite.pin_threads() == 3 and os.environ["NUMBA_NUM_THREADS"] == "3"
+    monkeypatch.setenv(suite.THREADS_ENV, "zero")
+    with pytest.raises(ValueError, match="CPBENCH_THREADS must be a whole number"):
+        suite.pin_threads()
+    monkeypatch.setenv(suite.THREADS_ENV, "2")
+    names = _discover()
+    assert {"bench_reference.track_threads", "bench_reference.track_numba_threads"} <= set(names)
+
+
+def test_stages_warm_up_once_outside_the_samples() -> None:
+    bench = _discover()["bench_masks.FollowFlows.time_stage"]
+    assert 0 < bench.warmup_time < 1e-3  # type: ignore[attr-defined]  # one call, then samples
+    assert bench.number == 1  # type: ignore[attr-defined]

@@ -29,6 +29,28 @@ from cpbench.measure import probes
 T = TypeVar("T")
 
 
+#: environment variable that fixes the thread count of every pool the stages use
+THREADS_ENV = "CPBENCH_THREADS"
+#: threads when CPBENCH_THREADS is unset: the 2 cores of the machine the example results come from
+DEFAULT_THREADS = 2
+#: what torch (intra-op, OpenMP), numpy's BLAS and numba read at import time
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def pin_threads() -> int:
+    """Fix the threads of torch, numba, OpenMP and BLAS to ``$CPBENCH_THREADS`` (default 2) through
+    the variables they read at import time; returns the count. Call before numpy/torch/numba are
+    imported (benchmarks/__init__.py does): nothing about the host then changes what is measured,
+    and ``bench_reference.track_threads`` records the count with every run."""
+    text = os.environ.get(THREADS_ENV, str(DEFAULT_THREADS))
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{THREADS_ENV} must be a whole number >= 1, got {text!r}")
+    for var in THREAD_VARS:
+        os.environ[var] = text
+    os.environ[THREADS_ENV] = text
+    return int(text)
+
+
 def full_mode() -> bool:
     """True when ``CPBENCH_FULL=1``: the larger parameter grids."""
     return os.environ.get("CPBENCH_FULL", "") == "1"
@@ -95,9 +117,12 @@ def require_device(device: str) -> None:
 class Stage:
     """Base class of the asv stage benchmarks (see the module docstring)."""
 
-    number = 1  # one call per sample: stages take 1 ms .. minutes
-    repeat = (1, 5, 60.0)  # 1 to 5 samples, stop adding after 60 s
-    warmup_time = 0.0
+    number = 1  # one call per sample: stages take 1 ms .. minutes; asv re-runs setup before each sample
+    repeat = (1, 5, 60.0)  # 1 to 5 samples, stop adding after 60 s (x 2 rounds = up to 10 samples)
+    # exactly one warm-up call per process before the samples (asv stops warming up once this much
+    # time has passed, after at least one call): lazy imports, numba cache loads and torch's thread
+    # pool start are paid there, not in the first sample. --quick sets it to 0 (one sample, no warm-up).
+    warmup_time = 1e-6
     timeout = 1800.0  # seconds, for the largest quick case with headroom; full mode: see subclasses
     device = "cpu"
 

@@ -1,4 +1,4 @@
-"""``cpbench report``: the stage x size table (Markdown) and a plot from the asv results."""
+"""``cpbench report`` (stage x size table and plot) and ``cpbench stability`` (which numbers to trust)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,48 @@ def register(sub: Any) -> None:
     p.add_argument("--machine", help="asv machine name (default: every machine found)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
     p.set_defaults(func=run)
+
+    q = sub.add_parser(
+        "stability", help="how far each benchmark's numbers can be trusted: spread, outliers, detection limit",
+        description="For the newest asv run: per benchmark and parameters the robust CV of the samples "
+        "(IQR/1.349/median), worst sample over median, outliers, bimodality, and the smallest slowdown asv "
+        "itself would flag (its compare rule: ratio > 1.1 and Mann-Whitney U p < 0.002); with an earlier run, "
+        "the change between the two (an A/A check when the code did not change). Lists unstable ones with the "
+        "reason; writes stability_<device>.md. Needs results recorded with asv run --record-samples.")
+    q.add_argument("--results", type=Path, default=Path(".asv/results"), help="asv results directory")
+    q.add_argument("--machine", help="asv machine name (default: every machine found)")
+    q.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
+    q.add_argument("--all", action="store_true", help="print every benchmark, not only the unstable ones")
+    q.set_defaults(func=run_stability)
+
+
+def run_stability(args: argparse.Namespace) -> int:
+    """Print the unstable benchmarks (or all) and write stability_<device>.md; returns 0."""
+    from cpbench.errors import UserError
+    from cpbench.io.files import write_text
+    from cpbench.report.results import load_rows
+    from cpbench.report.stability import stability_table, to_markdown
+
+    rows = load_rows(args.results, args.machine)
+    args.out.mkdir(parents=True, exist_ok=True)
+    wrote = 0
+    for device in ("cpu", "cuda"):
+        table = stability_table(rows, device)
+        if not table:
+            continue
+        bad = [t for t in table if t["reasons"]]
+        timings = [t for t in table if str(t["measure"]).startswith("time_")]
+        with_samples = [t for t in timings if t["stability"].n > 1]  # type: ignore[attr-defined]
+        path = write_text(args.out / f"stability_{device}.md", to_markdown(table, device))
+        print(to_markdown(table if args.all else bad, device))
+        print(f"{device}: {len(table) - len(bad)} of {len(table)} benchmarks stable "
+              f"({len(timings)} timings, {len(with_samples)} with several samples); wrote {path}")
+        if timings and not with_samples:
+            print("the timings have one sample each: run asv run --record-samples without --quick")
+        wrote += 1
+    if not wrote:
+        raise UserError(f"the results in {args.results} hold no measurements; run the suite first")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
