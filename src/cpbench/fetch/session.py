@@ -87,9 +87,9 @@ class Session:
     syn: Synapse
     user: str | None  #: None = anonymous
     token_source: str | None  #: where the token came from, for messages (never the token)
+    retry: NetworkRetry  #: bounds of the metadata calls' retries
     secrets: list[str] = field(default_factory=list)
     say: Callable[[str], None] = print
-    retry: NetworkRetry = field(default_factory=lambda: NETWORK_RETRY)
 
     def redact(self, text: str) -> str:
         """``text`` without known tokens and without URL query strings (presigned URLs are secrets too)."""
@@ -113,7 +113,7 @@ async def connect(config: Path, quiet: bool, say: Callable[[str], None]) -> Sess
     except ValueError as exc:  # unparsable config file; the message names the path only
         raise UserError(f"cannot read the Synapse config file {config}: {exc}; fix or remove it") from None
     source = _token_source(config)
-    session = Session(syn, None, source, _known_secrets(config), say, NETWORK_RETRY)
+    session = Session(syn, None, source, NETWORK_RETRY, _known_secrets(config), say)
     await _probe(session)
     session.user = _login(session)
     if session.user is None:

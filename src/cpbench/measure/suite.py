@@ -47,7 +47,6 @@ def pin_threads() -> int:
         raise ValueError(f"{THREADS_ENV} must be a whole number >= 1, got {text!r}")
     for var in THREAD_VARS:
         os.environ[var] = text
-    os.environ[THREADS_ENV] = text
     return int(text)
 
 

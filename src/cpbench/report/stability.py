@@ -202,10 +202,7 @@ def stability_table(rows: Sequence[Row], device: str = "cpu") -> list[dict[str, 
         samples = r.samples if (timing and r.samples) else [r.value]
         st = assess(samples, min_sample_s=MIN_SAMPLE_S if timing else None)
         old = before.get((r.benchmark, tuple(sorted(r.params.items()))))
-        aa = None
-        if old is not None and old.value:
-            aa = (float(np.median(r.samples)) if timing and r.samples else r.value) / (
-                float(np.median(old.samples)) if timing and old.samples else old.value) - 1
+        aa = r.value / old.value - 1 if old is not None and old.value else None  # asv's value: the median
         reasons = list(st.reasons)
         if not timing:  # one value per run: its repeatability is the A/A change, wanted within 1 %
             reasons = [] if aa is None or abs(aa) <= 0.01 else [f"not repeatable: {aa:+.1%} between runs"]
