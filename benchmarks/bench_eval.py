@@ -11,6 +11,7 @@ class EndToEnd(_b.Accuracy, _b.DeviceStage):
     params = (_b.DATASETS, _b.SIZES, _b.DEVICES, _b.MODELS, [_b.DIAMETER] if not _b.full_mode() else _b.DIAMETERS)
     param_names = ["dataset", "size", "device", "model", "diameter"]
     timeout = 4 * 3600.0 if _b.full_mode() else 1800.0
+    rounds, repeat = _b.LONG_ROUNDS, _b.LONG_REPEAT
 
     def prepare(self, dataset, size, device, model, diameter) -> None:
         _b.require_device(device)

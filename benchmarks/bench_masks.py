@@ -32,6 +32,7 @@ class ResampleFlows(_b.Stage):
     """Stage 6: network-resolution flows (rescaled by 17/13) back to the crop's size."""
 
     version = "1"
+    min_sample_s = _b.SHORT_SAMPLE_S
     params = (_b.DATASETS, _b.SIZES)
     param_names = ["dataset", "size"]
 
@@ -61,6 +62,7 @@ class FollowFlows(_Flows):
 
 class GetMasks(_Flows):
     version = "1"
+    min_sample_s = _b.SHORT_SAMPLE_S
     params = (*_SOURCES, _b.DEVICES)
     param_names = [*_SOURCE_NAMES, "device"]
 
@@ -93,6 +95,7 @@ class FillHoles(_Flows):  # CPU only in Cellpose: no GPU sibling
     """fill_holes_and_remove_small_masks on the masks after flow QC (CPU only in Cellpose)."""
 
     version = "1"
+    min_sample_s = _b.SHORT_SAMPLE_S
     params = (*_SOURCES, _b.MIN_SIZES)
     param_names = [*_SOURCE_NAMES, "min_size"]
 

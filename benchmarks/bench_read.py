@@ -15,6 +15,7 @@ class ReadSlide(_b.Stage):
     """imread_all: every channel (C, Y, X); page0: the nuclear page; zarr_page0: page 0 via aszarr."""
 
     version = "1"
+    min_sample_s = _b.SHORT_SAMPLE_S
     params = (_b.DATASETS, ["imread_all", "page0", "zarr_page0"])
     param_names = ["dataset", "method"]
 
@@ -39,6 +40,7 @@ class ReadRegion(_b.Stage):
     """A centred square of the nuclear page through the tiled zarr store (no whole-page read)."""
 
     version = "1"
+    min_sample_s = _b.SHORT_SAMPLE_S
     params = (_b.DATASETS, _b.SIZES)
     param_names = ["dataset", "size"]
 

@@ -15,17 +15,20 @@ class WriteMasks(_b.Stage):
     """The ground-truth labels of the synthetic crop stand in for masks (uint16 as eval returns)."""
 
     version = "1"
+    min_sample_s = _b.SHORT_SAMPLE_S
     params = (_b.SIZES, _b.COMPRESSIONS)
     param_names = ["size", "compression"]
 
     def prepare(self, size: str, compression: str) -> None:
         labels = _in.load_crop(_in.SYNTHETIC, size)[1]
         self.masks = labels.astype(np.uint16) if labels.max() < 2**16 else labels
-        self.dir = Path(tempfile.mkdtemp(prefix="cpbench-write-"))
+        if getattr(self, "dir", None) is None:  # setup may prepare twice before a teardown
+            self.dir = Path(tempfile.mkdtemp(prefix="cpbench-write-"))
         self.compression = compression
 
     def teardown(self, _cache, *params) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
 
     def predicted_bytes(self) -> int:
         return 3 * self.masks.nbytes

@@ -250,3 +250,30 @@ def test_eval_process_model_within_bounds() -> None:
     predicted = probes.predict_eval_bytes(r["pixels"])
     assert r["masks"] > 0
     assert 0.25 * predicted <= r["hwm"] <= probes.MARGIN * predicted, (r["hwm"], predicted)
+
+
+FREED_BLOCK = """
+import sys
+import numpy as np
+from cpbench.measure import probes
+if sys.argv[1] == "fixed":
+    assert probes.fix_malloc_thresholds()
+a = np.ones(16 << 20, np.uint8)
+del a  # a mapped block: glibc now raises its mmap threshold to 16 MiB, its trim threshold to 32
+b = np.ones(8 << 20, np.uint8)
+before = probes.rss_bytes()
+del b
+print(before - probes.rss_bytes())
+"""
+
+
+@pytest.mark.parametrize(("mode", "returned_mib"), [("default", 0), ("fixed", 8)])
+def test_fixed_malloc_thresholds_return_freed_blocks(mode: str, returned_mib: int) -> None:
+    """By default whether a freed 8 MiB array leaves the resident set depends on what the process
+    freed before; with the thresholds frozen it always does (a fresh process each: the setting
+    lasts for the process)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FREED_BLOCK, mode], capture_output=True, text=True, check=True)
+    assert abs(int(out.stdout) / 2**20 - returned_mib) < 0.5

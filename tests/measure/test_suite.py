@@ -112,3 +112,53 @@ def test_stages_warm_up_once_outside_the_samples() -> None:
     bench = _discover()["bench_masks.FollowFlows.time_stage"]
     assert 0 < bench.warmup_time < 1e-3  # type: ignore[attr-defined]  # one call, then samples
     assert bench.number == 1  # type: ignore[attr-defined]
+
+
+def test_rounds_spread_each_benchmark_over_processes() -> None:
+    names = _discover()
+    follow, network = names["bench_masks.FollowFlows.time_stage"], names["bench_network.Network.time_stage"]
+    assert follow.rounds == 6 and follow.repeat == (1, 2, 20.0)  # type: ignore[attr-defined]
+    assert network.rounds == 4  # type: ignore[attr-defined]  # seconds a call: fewer processes
+
+
+@pytest.mark.parametrize(("call_s", "expected"), [(0.2, 1), (0.05, 1), (0.01, 5), (0.011, 5), (1e-5, 20), (0.0, 20)])
+def test_calls_per_sample(call_s: float, expected: int) -> None:
+    from cpbench.measure.suite import calls_per_sample
+
+    assert calls_per_sample(call_s, 0.05, 20) == expected
+
+
+def test_short_stage_calibrates_calls_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first setup makes one untimed call (the warm-up), sets asv's ``number`` and prepares the
+    inputs again; later setups (asv re-runs setup before every call) only prepare."""
+    from cpbench.measure import probes, suite
+
+    calls: list[str] = []
+
+    class Tiny(suite.Stage):
+        min_sample_s = 0.05
+
+        def prepare(self, size: str) -> None:
+            calls.append("prepare")
+
+        def run(self) -> None:
+            calls.append("run")
+
+    monkeypatch.setattr(probes, "timed", lambda fn, device=None: (fn(), 0.004)[1])
+    b = Tiny()
+    b.setup(None, "256")
+    assert calls == ["prepare", "run", "prepare"] and b.number == 13 and b.warmup_time == 0
+    b.setup(None, "256")
+    assert calls[3:] == ["prepare"]
+    b.setup(None, "512")  # another combination in the same object: calibrated again
+    assert calls[4:] == ["prepare", "run", "prepare"]
+    assert suite.Stage.number == 1 and suite.Stage.warmup_time > 0  # the class is untouched
+
+
+def test_short_stages_are_the_calibrated_ones() -> None:
+    names = _discover()
+    short = {n.rsplit(".", 1)[0] for n, b in names.items() if getattr(b, "_attr_sources", None)
+             and any(getattr(s, "min_sample_s", 0) for s in b._attr_sources)}  # type: ignore[attr-defined]
+    assert {"bench_preprocess.Convert", "bench_preprocess.Rescale", "bench_masks.GetMasks",
+            "bench_write.WriteMasks"} <= short
+    assert not short & {"bench_eval.EndToEnd", "bench_network.Network", "bench_masks.FollowFlows"}

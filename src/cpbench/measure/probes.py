@@ -116,6 +116,32 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _load_malloc_trim()
 
+#: glibc's initial mmap and trim thresholds, bytes (``mallopt(3)``: M_MMAP_THRESHOLD, M_TRIM_THRESHOLD)
+MALLOC_THRESHOLD_BYTES = 128 * 1024
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def fix_malloc_thresholds(threshold: int = MALLOC_THRESHOLD_BYTES) -> bool:
+    """Freeze glibc's mmap and trim thresholds at ``threshold`` bytes (default: glibc's initial
+    128 KiB) for the rest of the process; returns whether it was done (glibc only).
+
+    By default glibc *raises* both thresholds each time a large mmapped block is freed (up to
+    32 MiB), so whether a freed array goes back to the kernel or stays in the heap for the next
+    allocation depends on everything the process did before. Resident-memory peaks then differ
+    from process to process (measured here: whole-image ``eval`` at 512 px, 676 to 779 MB over
+    six calls). Frozen, every block above the threshold is its own mapping, returned when freed:
+    the peak is the memory the stage really holds (the same call, three processes: 646.7 to
+    647.1 MB). Used by the memory benchmarks only; timings keep glibc's default behaviour.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold))
+
 
 def release_free_memory() -> bool:
     """``gc.collect()`` then glibc ``malloc_trim(0)``; returns whether a trim was made (glibc only)."""

@@ -20,6 +20,7 @@ Grids: quick by default; ``CPBENCH_FULL=1`` gives the full grids (same benchmark
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ T = TypeVar("T")
 THREADS_ENV = "CPBENCH_THREADS"
 #: threads when CPBENCH_THREADS is unset: the 2 cores of the machine the example results come from
 DEFAULT_THREADS = 2
+#: the least a sample of a short stage lasts, seconds
+SHORT_SAMPLE_S = 0.05
 #: what torch (intra-op, OpenMP), numpy's BLAS and numba read at import time
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -82,6 +85,19 @@ COMPRESSIONS = grid(["none", "zlib"], ["none", "zlib", "zstd", "lzw"])
 TILE_NORMS = grid([0], [0, 256])
 
 
+#: rounds and repeat of the whole-network stages (seconds a call even at 512 px): 4 processes of
+#: a warm-up and 1-2 samples (their spread between processes is small: torch's convolutions)
+LONG_ROUNDS, LONG_REPEAT = 4, (1, 2, 40.0)
+
+
+def calls_per_sample(call_s: float, min_sample_s: float, max_number: int) -> int:
+    """Calls per sample so that a sample lasts at least ``min_sample_s`` seconds given one call of
+    ``call_s`` seconds; between 1 and ``max_number``."""
+    if call_s <= 0:
+        return max_number
+    return max(1, min(max_number, math.ceil(min_sample_s / call_s)))
+
+
 def prepare_suite() -> None:
     """Make every cached input the current grid needs: the synthetic slide, the crops and their
     ground truth, network flows (reference model, default settings) and ground-truth flows.
@@ -116,12 +132,25 @@ def require_device(device: str) -> None:
 class Stage:
     """Base class of the asv stage benchmarks (see the module docstring)."""
 
-    number = 1  # one call per sample: stages take 1 ms .. minutes; asv re-runs setup before each sample
-    repeat = (1, 5, 60.0)  # 1 to 5 samples, stop adding after 60 s (x 2 rounds = up to 10 samples)
+    number = 1  # calls per sample; stages with min_sample_s set it per process (see setup)
+    # 6 processes (rounds) a benchmark, each a whole suite apart, 1 to 2 samples each, no more samples
+    # after 20 s. On this shared VM the speed of the host drifts over seconds (a numpy loop: 0.46 to
+    # 0.66 ms from one half second to the next), so the samples of one process agree with each other
+    # but processes differ by up to +-20 %: the median of a run is only as steady as the number of
+    # processes under it. (asv's default: 2 rounds.)
+    rounds = 6
+    repeat = (1, 2, 20.0)
     # exactly one warm-up call per process before the samples (asv stops warming up once this much
     # time has passed, after at least one call): lazy imports, numba cache loads and torch's thread
     # pool start are paid there, not in the first sample. --quick sets it to 0 (one sample, no warm-up).
     warmup_time = 1e-6
+    #: seconds a sample should last at least; 0: one call per sample. A stage with a value here gets
+    #: ``number`` = enough calls (at most ``max_number``), from one untimed call in the process's
+    #: first setup, which is also its warm-up (even under --quick). asv_runner re-runs
+    #: setup before each of those calls and times the calls alone, so a sample is ``number`` fresh
+    #: calls: a 1 ms stage is no longer timed by one call at the scheduler's mercy.
+    min_sample_s = 0.0
+    max_number = 20
     timeout = 1800.0  # seconds, for the largest quick case with headroom; full mode: see subclasses
     device = "cpu"
 
@@ -154,6 +183,11 @@ class Stage:
         predicted = self.predicted_bytes()
         if predicted:
             probes.memory_guard(predicted)
+        if self.min_sample_s > 0 and getattr(self, "_calibrated", None) != params:
+            self._calibrated = params
+            self.number = calls_per_sample(probes.timed(self._call), self.min_sample_s, self.max_number)
+            self.warmup_time = 0.0  # that call was the warm-up
+            self.prepare(*params)  # the untimed call may have changed its inputs in place
 
     def _call(self) -> Any:
         sync = probes._synchronizer(self.device)
@@ -165,9 +199,11 @@ class Stage:
         self._call()
 
     def peakmem_stage(self, _cache: Any, *params: Any) -> None:
+        probes.fix_malloc_thresholds()  # repeatable peaks (see there); time_stage keeps glibc's default
         self._call()
 
     def track_stage_peak_bytes(self, _cache: Any, *params: Any) -> int:
+        probes.fix_malloc_thresholds()
         with probes.StagePeak() as peak:
             self._call()
         return peak.bytes
