@@ -1,10 +1,8 @@
-"""Real Cellpose stages at small sizes (256-512 px) on the suite's own Stage base class, measured
-through the real `asv run --record-samples` at two commits, the second with 20 ms more in Normalize.
-The planted slowdown is flagged by `asv compare` as a regression, and `cpbench stability` reads the
-samples and the change between the runs.
-
-Not tested yet (issue 10): that two runs of the same code are flagged nowhere. On 2 shared cores they
-were not: FollowFlows at 512 px measured 22.9 ms +- 0.03 in one run and 25.9 ms +- 2 in the next (+13 %).
+"""Real Cellpose stages at small sizes (256-512 px) on the suite's own Stage base class (its rounds,
+warm-up, calls per sample and memory probes), measured through the real `asv run --record-samples`
+at three commits: A, A' (A plus a comment: the same code) and B (A' with 20 ms more in Normalize).
+Stock `asv compare` flags nothing between A and A' (the A/A check) and flags the planted slowdown
+between A' and B; `cpbench stability` reads the samples and the change between the runs.
 """
 
 from __future__ import annotations
@@ -46,6 +44,8 @@ class _Small(_b.Stage):
 
 
 class Normalize(_Small):
+    min_sample_s = _b.SHORT_SAMPLE_S  # as the suite's Normalize: several calls a sample
+
     def prepare(self, size):
         lab = _discs(int(size))
         img = (200 + 3000 * (lab > 0) + np.random.default_rng(1).normal(0, 30, lab.shape)).astype(np.uint16)
@@ -91,8 +91,9 @@ def _run(proj: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def aa_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    """A commit, then one whose Normalize sleeps 20 ms more, each measured with asv --record-samples."""
+def aa_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, str]:
+    """Commits A, A' (a comment more) and B (Normalize sleeps 20 ms more), each measured with
+    asv --record-samples, one after the other (as a user re-running a commit would)."""
     proj = tmp_path_factory.mktemp("aaproj")
     (proj / "benchmarks").mkdir()
     (proj / "benchmarks" / "__init__.py").write_text(
@@ -109,12 +110,16 @@ def aa_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str
     _run(proj)
     first = _head(proj)
     bench = proj / "benchmarks" / "bench_aa.py"
+    bench.write_text(bench.read_text() + "# A/A: the same code, another commit\n")
+    _git(proj, "commit", "-qam", "A': a comment")
+    _run(proj)
+    same = _head(proj)
     bench.write_text(bench.read_text().replace(
         "        return cs.normalize(self.x, inplace=True)",
         "        import time\n        time.sleep(0.02)\n        return cs.normalize(self.x, inplace=True)"))
     _git(proj, "commit", "-qam", "B: Normalize 20 ms slower")
     _run(proj)
-    return proj, first, _head(proj)
+    return proj, first, same, _head(proj)
 
 
 def _flagged(proj: Path, a: str, b: str) -> list[str]:
@@ -126,23 +131,30 @@ def _flagged(proj: Path, a: str, b: str) -> list[str]:
     return [r for r in rows if r.split("|")[1].strip() in ("+", "-", "x")]
 
 
-def test_compare_flags_a_planted_slowdown(aa_project: tuple[Path, str, str]) -> None:
+def test_aa_compare_flags_nothing(aa_project: tuple[Path, str, str, str]) -> None:
+    """The same code measured twice: stock `asv compare --factor 1.1` marks no time and no memory
+    result of the 18 as changed (nor as incomparable)."""
+    proj, a, same, _ = aa_project
+    assert _flagged(proj, a, same) == []
+
+
+def test_compare_flags_a_planted_slowdown(aa_project: tuple[Path, str, str, str]) -> None:
     """20 ms more in Normalize (5-10x its time here) is flagged as a regression by asv's compare rule."""
-    proj, b, c = aa_project
+    proj, _, b, c = aa_project
     flagged = {r.split("|")[-2].strip().replace("bench_aa.", ""): r.split("|")[1].strip() for r in _flagged(proj, b, c)}
     assert flagged.get("Normalize.time_stage('256')") == "+" and flagged.get("Normalize.time_stage('512')") == "+"
 
 
-def test_timings_have_warm_samples_and_stability_reads_them(aa_project: tuple[Path, str, str],
+def test_timings_have_warm_samples_and_stability_reads_them(aa_project: tuple[Path, str, str, str],
                                                              tmp_path: Path) -> None:
     from cpbench.cli import main
     from cpbench.report.results import load_rows
     from cpbench.report.stability import stability_table
 
-    proj, _, _ = aa_project
+    proj = aa_project[0]
     rows = load_rows(proj / "results", "aabox")
     timings = [r for r in rows if r.measure == "time_stage"]
-    assert timings and all(r.samples and len(r.samples) >= 4 for r in timings)  # 2 rounds, warm-up excluded
+    assert timings and all(r.samples and len(r.samples) >= 6 for r in timings)  # 6 rounds, warm-up excluded
     table = stability_table(rows)
     assert {t["measure"] for t in table} == {"time_stage", "track_stage_peak_bytes", "peakmem_stage"}
     assert all(t["aa_change"] is not None for t in table)  # the earlier run was found

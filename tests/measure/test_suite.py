@@ -162,3 +162,27 @@ def test_short_stages_are_the_calibrated_ones() -> None:
     assert {"bench_preprocess.Convert", "bench_preprocess.Rescale", "bench_masks.GetMasks",
             "bench_write.WriteMasks"} <= short
     assert not short & {"bench_eval.EndToEnd", "bench_network.Network", "bench_masks.FollowFlows"}
+
+
+def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> None:
+    """Short stages: ``number`` calls, each after a fresh prepare, the least peak kept; a peak under
+    the probe's resolution reads as the resolution."""
+    import numpy as np
+
+    from cpbench.measure import suite
+
+    MIB = 2**20
+
+    class Alloc(suite.Stage):
+        def prepare(self, mib: int) -> None:
+            self.sizes = getattr(self, "sizes", None) or [24, 16, 20]  # MiB, one per call
+
+        def run(self) -> None:
+            np.ones(self.sizes.pop(0) * MIB, np.uint8)
+
+    b = Alloc()
+    b.number = 3
+    b.setup(None, 0)
+    assert abs(b.track_stage_peak_bytes(None, 0) - 16 * MIB) < 1 * MIB
+    b.number, b.sizes = 1, [1]
+    assert b.track_stage_peak_bytes(None, 0) == suite.MEMORY_RESOLUTION_BYTES

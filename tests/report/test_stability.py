@@ -68,3 +68,25 @@ def test_too_few_and_too_short() -> None:
     assert any(x.startswith("too short: 0.2 ms") for x in short.reasons)
     assert st.assess(_normal(0.005, 10, median=2e-4), min_sample_s=None).stable  # memory: no duration
     assert st.assess([]).reasons == ("no samples",)
+
+
+def test_stage_table_shows_each_stage_detection_limit() -> None:
+    """The report's stage table carries asv's detection limit of each timing: from the recorded
+    samples, blank for a single (quick) sample, wider for noisier samples."""
+    from cpbench.report.results import Row
+    from cpbench.report.stage_table import stage_table, to_markdown
+
+    rng = np.random.default_rng(3)
+
+    def row(stage: str, size: str, samples: list[float]) -> Row:
+        return Row(f"bench_preprocess.{stage}.time_stage", {"dataset": "synthetic", "size": size},
+                   float(np.median(samples)), "seconds", "c0ffee", 1, "vm", "env", samples)
+
+    rows = [row("Convert", "512", list(rng.normal(0.01, 0.0001, 12))),
+            row("Convert", "1024", list(rng.normal(0.04, 0.006, 12))),
+            row("Normalize", "512", [0.005])]
+    stages = [("bench_preprocess.Convert", "2 convert"), ("bench_preprocess.Normalize", "3 normalize")]
+    steady, noisy, quick = stage_table(rows, "cpu", stages)
+    assert 1.1 < steady["flag_from"] < 1.12 < noisy["flag_from"] and quick["flag_from"] is None
+    md = to_markdown([steady, noisy, quick], "cpu")
+    assert "| asv flags from |" in md and "| 3 normalize | 512 | 0.005 |  |" in md
