@@ -29,3 +29,14 @@ def track_numba_threads() -> int:
 
 track_numba_threads.unit = "threads"  # type: ignore[attr-defined]
 track_numba_threads.version = "1"  # type: ignore[attr-defined]
+
+
+def track_opencv_threads() -> int:
+    """Threads OpenCV's parallel loops use (cv2.resize in rescale; fixed by $CPBENCH_THREADS)."""
+    import cv2
+
+    return int(cv2.getNumThreads())
+
+
+track_opencv_threads.unit = "threads"  # type: ignore[attr-defined]
+track_opencv_threads.version = "1"  # type: ignore[attr-defined]

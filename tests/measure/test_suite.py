@@ -105,7 +105,11 @@ def test_threads_are_fixed_by_one_variable_and_recorded(monkeypatch: pytest.Monk
         suite.pin_threads()
     monkeypatch.setenv(suite.THREADS_ENV, "2")
     names = _discover()
-    assert {"bench_reference.track_threads", "bench_reference.track_numba_threads"} <= set(names)
+    assert {"bench_reference.track_threads", "bench_reference.track_numba_threads",
+            "bench_reference.track_opencv_threads"} <= set(names)
+    out = subprocess.run([sys.executable, "-c", "import cv2; print(cv2.getNumThreads())"], text=True,
+                         capture_output=True, check=True, env={**os.environ, "OPENCV_FOR_THREADS_NUM": "3"})
+    assert out.stdout.strip() == "3"  # OpenCV honours the variable pin_threads sets
 
 
 def test_stages_warm_up_once_outside_the_samples() -> None:
@@ -174,15 +178,21 @@ def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> 
     MIB = 2**20
 
     class Alloc(suite.Stage):
+        min_sample_s = 0.05  # a short stage: several calls
+
         def prepare(self, mib: int) -> None:
-            self.sizes = getattr(self, "sizes", None) or [24, 16, 20]  # MiB, one per call
+            self.sizes = getattr(self, "sizes", None) or [24]  # MiB, one per call
 
         def run(self) -> None:
             np.ones(self.sizes.pop(0) * MIB, np.uint8)
 
     b = Alloc()
-    b.number = 3
-    b.setup(None, 0)
+    b.setup(None, 0)  # its calibration call takes the 24 MiB
+    b.number, b.sizes = 1, [20, 16, 22, 18, 17]  # at least MEMORY_CALLS = 5 calls
     assert abs(b.track_stage_peak_bytes(None, 0) - 16 * MIB) < 1 * MIB
-    b.number, b.sizes = 1, [1]
+    b.number, b.sizes = 7, [20, 19, 22, 18, 17, 21, 12]  # or number, when more
+    assert abs(b.track_stage_peak_bytes(None, 0) - 12 * MIB) < 1 * MIB
+    b.number, b.sizes = 1, [1] * suite.MEMORY_CALLS
     assert b.track_stage_peak_bytes(None, 0) == suite.MEMORY_RESOLUTION_BYTES
+    b.min_sample_s, b.sizes = 0.0, [30, 10]  # a long stage: one call
+    assert abs(b.track_stage_peak_bytes(None, 0) - 30 * MIB) < 1 * MIB

@@ -36,12 +36,13 @@ THREADS_ENV = "CPBENCH_THREADS"
 DEFAULT_THREADS = 2
 #: the least a sample of a short stage lasts, seconds
 SHORT_SAMPLE_S = 0.05
-#: what torch (intra-op, OpenMP), numpy's BLAS and numba read at import time
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: what torch (intra-op, OpenMP), numpy's BLAS, numba and OpenCV (cellpose's resize) read at import time
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+               "OPENCV_FOR_THREADS_NUM")
 
 
 def pin_threads() -> int:
-    """Fix the threads of torch, numba, OpenMP and BLAS to ``$CPBENCH_THREADS`` (default 2) through
+    """Fix the threads of torch, numba, OpenCV, OpenMP and BLAS to ``$CPBENCH_THREADS`` (default 2) through
     the variables they read at import time; returns the count. Call before numpy/torch/numba are
     imported (benchmarks/__init__.py does): nothing about the host then changes what is measured,
     and ``bench_reference.track_threads`` records the count with every run."""
@@ -91,6 +92,8 @@ TILE_NORMS = grid([0], [0, 256])
 #: reclaims pages in the background). A peak is therefore the least of several calls where calls
 #: are cheap, and a smaller peak reads as this value: asv's 10 % rule must not see a few pages.
 MEMORY_RESOLUTION_BYTES = 4 * 2**20
+#: calls of a short stage whose least peak is its stage peak
+MEMORY_CALLS = 5
 
 #: rounds and repeat of the whole-network stages (seconds a call even at 512 px): 4 processes of
 #: a warm-up and 1-2 samples (their spread between processes is small: torch's convolutions)
@@ -210,11 +213,12 @@ class Stage:
         self._call()
 
     def track_stage_peak_bytes(self, _cache: Any, *params: Any) -> int:
-        """Stage peak, bytes: the least of ``number`` calls (short stages: up to ``max_number``,
-        inputs prepared afresh for each), and at least :data:`MEMORY_RESOLUTION_BYTES`."""
+        """Stage peak, bytes: the least of several calls for short stages (``number``, at least
+        :data:`MEMORY_CALLS`, inputs prepared afresh for each; one call otherwise), and at least
+        :data:`MEMORY_RESOLUTION_BYTES`."""
         probes.fix_malloc_thresholds()
         peaks = []
-        for i in range(max(1, self.number)):
+        for i in range(max(self.number, MEMORY_CALLS) if self.min_sample_s > 0 else 1):
             if i:
                 self.prepare(*params)
             with probes.StagePeak() as peak:
