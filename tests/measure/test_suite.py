@@ -188,11 +188,11 @@ def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> 
 
     b = Alloc()
     b.setup(None, 0)  # its calibration call takes the 24 MiB
-    b.number, b.sizes = 1, [20, 16, 22, 18, 17]  # at least MEMORY_CALLS = 5 calls
-    assert abs(b.track_stage_peak_bytes(None, 0) - 16 * MIB) < 1 * MIB
-    b.number, b.sizes = 7, [20, 19, 22, 18, 17, 21, 12]  # or number, when more
-    assert abs(b.track_stage_peak_bytes(None, 0) - 12 * MIB) < 1 * MIB
+    b.number, b.sizes = 1, [28, 16, 32, 24, 20]  # at least MEMORY_CALLS = 5 calls
+    assert abs(b.track_stage_peak_bytes(None, 0) - 16 * MIB) < 2 * MIB  # the probe resolves ~1 MiB
+    b.number, b.sizes = 7, [28, 26, 32, 24, 22, 30, 12]  # or number, when more
+    assert abs(b.track_stage_peak_bytes(None, 0) - 12 * MIB) < 2 * MIB
     b.number, b.sizes = 1, [1] * suite.MEMORY_CALLS
     assert b.track_stage_peak_bytes(None, 0) == suite.MEMORY_RESOLUTION_BYTES
     b.min_sample_s, b.sizes = 0.0, [30, 10]  # a long stage: one call
-    assert abs(b.track_stage_peak_bytes(None, 0) - 30 * MIB) < 1 * MIB
+    assert abs(b.track_stage_peak_bytes(None, 0) - 30 * MIB) < 2 * MIB

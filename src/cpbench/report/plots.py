@@ -22,7 +22,7 @@ def stage_costs_png(table: list[dict[str, object]], out: Path, device: str, titl
         mp = [t["pixels"] / 1e6 for t in pts]  # type: ignore[operator]
         style = dict(marker="o", color=cmap(i % 20), label=st, lw=2 if "end to end" in st or "network" in st else 1)
         secs = [(x, t["seconds"]) for x, t in zip(mp, pts) if t["seconds"]]
-        mem = [(x, t["peak_bytes"] / 1e6) for x, t in zip(mp, pts) if t["bytes_per_pixel"]]  # type: ignore[operator]  # above the probe resolution
+        mem = [(x, t["peak_bytes"] / 1e6) for x, t in zip(mp, pts) if t.get("bytes_per_pixel")]  # type: ignore[operator]  # above the probe resolution
         if secs:
             ax_t.plot(*zip(*secs), **style)
         if mem:
