@@ -33,7 +33,10 @@ def stage_costs_png(table: list[dict[str, object]], out: Path, device: str, titl
         ax.set_xlabel("image size, megapixels")
         ax.set_ylabel(ylab)
         ax.grid(True, which="both", alpha=0.3)
-    ax_m.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    # every stage has a time; not every one a peak above the probe's resolution (4 MiB)
+    handles, labels = ax_t.get_legend_handles_labels()
+    ax_m.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                title="memory: peaks above 4 MiB", title_fontsize=8)
     fig.suptitle(title or f"Cellpose stage costs on {device}")
     fig.tight_layout()
     with atomic_path(out) as tmp:
