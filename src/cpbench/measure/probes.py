@@ -102,19 +102,19 @@ def require_clear_refs() -> None:
         )
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+def _glibc_function(name: str, argtypes: list[Any]) -> Callable[..., int] | None:
+    """The C library's function ``name`` with an int result; None where it has none (musl, macOS)."""
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        fn = libc.malloc_trim
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
-        return None  # not glibc (musl, macOS): nothing to trim
-    fn.argtypes = [ctypes.c_size_t]
+        return None
+    fn.argtypes = argtypes
     fn.restype = ctypes.c_int
     return fn  # type: ignore[no-any-return]
 
 
-_MALLOC_TRIM = _load_malloc_trim()
+_MALLOC_TRIM = _glibc_function("malloc_trim", [ctypes.c_size_t])
+_MALLOPT = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int])
 
 #: glibc's initial mmap and trim thresholds, bytes (``mallopt(3)``: M_MMAP_THRESHOLD, M_TRIM_THRESHOLD)
 MALLOC_THRESHOLD_BYTES = 128 * 1024
@@ -133,14 +133,9 @@ def fix_malloc_thresholds(threshold: int = MALLOC_THRESHOLD_BYTES) -> bool:
     the peak is the memory the stage really holds (the same call, three processes: 646.7 to
     647.1 MB). Used by the memory benchmarks only; timings keep glibc's default behaviour.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name or "libc.so.6").mallopt
-    except (OSError, AttributeError):
+    if _MALLOPT is None:
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold))
+    return bool(_MALLOPT(_M_MMAP_THRESHOLD, threshold)) and bool(_MALLOPT(_M_TRIM_THRESHOLD, threshold))
 
 
 def release_free_memory() -> bool:

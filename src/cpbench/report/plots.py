@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cpbench.io.files import atomic_path
+from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES
 
 
 def stage_costs_png(table: list[dict[str, object]], out: Path, device: str, title: str = "") -> Path:
@@ -33,10 +34,10 @@ def stage_costs_png(table: list[dict[str, object]], out: Path, device: str, titl
         ax.set_xlabel("image size, megapixels")
         ax.set_ylabel(ylab)
         ax.grid(True, which="both", alpha=0.3)
-    # every stage has a time; not every one a peak above the probe's resolution (4 MiB)
+    # every stage has a time; not every one a peak above the probe's resolution
     handles, labels = ax_t.get_legend_handles_labels()
     ax_m.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                title="memory: peaks above 4 MiB", title_fontsize=8)
+                title=f"memory: peaks above {MEMORY_RESOLUTION_BYTES / 2**20:g} MiB", title_fontsize=8)
     fig.suptitle(title or f"Cellpose stage costs on {device}")
     fig.tight_layout()
     with atomic_path(out) as tmp:
