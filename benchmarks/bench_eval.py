@@ -12,6 +12,7 @@ class EndToEnd(_b.Accuracy, _b.DeviceStage):
     param_names = ["dataset", "size", "device", "model", "diameter"]
     timeout = 4 * 3600.0 if _b.full_mode() else 1800.0
     rounds, repeat = _b.LONG_ROUNDS, _b.LONG_REPEAT
+    memory_warmup = False
 
     def prepare(self, dataset, size, device, model, diameter) -> None:
         _b.require_device(device)

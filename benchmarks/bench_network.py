@@ -15,6 +15,7 @@ class Network(_b.DeviceStage):
     param_names = ["dataset", "size", "device", "model", "bsize", "batch_size", "tile_overlap", "augment"]
     timeout = 4 * 3600.0 if _b.full_mode() else 1800.0
     rounds, repeat = _b.LONG_ROUNDS, _b.LONG_REPEAT
+    memory_warmup = False
 
     def prepare(self, dataset, size, device, model, bsize, batch_size, tile_overlap, augment) -> None:
         _b.require_device(device)

@@ -166,11 +166,15 @@ def test_short_stages_are_the_calibrated_ones() -> None:
     assert {"bench_preprocess.Convert", "bench_preprocess.Rescale", "bench_masks.GetMasks",
             "bench_write.WriteMasks"} <= short
     assert not short & {"bench_eval.EndToEnd", "bench_network.Network", "bench_masks.FollowFlows"}
+    cold = {n.rsplit(".", 1)[0] for n, b in names.items() if getattr(b, "_attr_sources", None)
+            and any(getattr(s, "memory_warmup", True) is False for s in b._attr_sources)}  # type: ignore[attr-defined]
+    assert {n for n in cold if not n.endswith("GPUMemory")} == {"bench_eval.EndToEnd", "bench_network.Network"}
 
 
 def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> None:
     """Short stages: ``number`` calls, each after a fresh prepare, the least peak kept; a peak under
-    the probe's resolution reads as the resolution."""
+    the probe's resolution reads as the resolution. Long stages: one call after an unmeasured one,
+    unless ``memory_warmup`` is off."""
     import numpy as np
 
     from cpbench.measure import suite
@@ -194,5 +198,7 @@ def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> 
     assert abs(b.track_stage_peak_bytes(None, 0) - 12 * MIB) < 2 * MIB
     b.number, b.sizes = 1, [1] * suite.MEMORY_CALLS
     assert b.track_stage_peak_bytes(None, 0) == suite.MEMORY_RESOLUTION_BYTES
-    b.min_sample_s, b.sizes = 0.0, [30, 10]  # a long stage: one call
+    b.min_sample_s, b.sizes = 0.0, [30, 10]  # a long stage: a warm-up call, then one measured call
+    assert abs(b.track_stage_peak_bytes(None, 0) - 10 * MIB) < 2 * MIB
+    b.memory_warmup, b.sizes = False, [30, 10]  # the whole-network stages: the first call is measured
     assert abs(b.track_stage_peak_bytes(None, 0) - 30 * MIB) < 2 * MIB
