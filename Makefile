@@ -20,10 +20,18 @@ SLIDE := data/synth/exemplar-001.ome.tif
 $(SLIDE): | setup
 	$(BIN)/cpbench synth exemplar-001 --overwrite
 
-# the main job: synthetic slide (once), quick suite on it with the reference model, site, report
-demo: setup $(SLIDE)
+# the Cellpose releases asv walks (asv.conf.json "repo"), fetched once with pip
+HISTORY := data/cellpose
+
+$(HISTORY)/.git: | setup
+	$(BIN)/cpbench cellpose-history --out $(HISTORY)
+
+# the main job: synthetic slide (once), quick suite on it with the reference model, recorded as the
+# installed Cellpose's commit in the history, site, report
+demo: setup $(SLIDE) $(HISTORY)/.git
 	$(BIN)/asv machine --yes > /dev/null
-	$(BIN)/asv run --python=same --quick --set-commit-hash HEAD
+	commit=$$($(BIN)/cpbench cellpose-history --out $(HISTORY) --commit-of installed) && \
+	  $(BIN)/asv run --python=same --quick --set-commit-hash $$commit
 	$(BIN)/asv publish
 	$(BIN)/cpbench report
 
@@ -46,4 +54,4 @@ test-synapse-min:
 	rm -rf $(SYNAPSE_VENV)
 
 clean:
-	rm -rf $(VENV) $(SYNAPSE_VENV) data/synth .pytest_cache
+	rm -rf $(VENV) $(SYNAPSE_VENV) data/synth $(HISTORY) .pytest_cache

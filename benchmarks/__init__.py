@@ -10,9 +10,17 @@ incomparable (``asv compare`` shows "x"). Bump a class's version only when what 
 """
 
 import os
+import sys
 from pathlib import Path
 
-os.environ.setdefault("CPBENCH_DATA", str(Path(__file__).resolve().parents[1] / "data"))
+_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("CPBENCH_DATA", str(_ROOT / "data"))
+
+# The cpbench library comes from this checkout, whatever environment asv runs in: asv's
+# environments hold Cellpose (built per commit) and benchmarks/requirements.txt, not cpbench, so that
+# the suite and its library are always the same version and cpbench is never Cellpose's dependency.
+if str(_ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(_ROOT / "src"))
 
 # Threads fixed before numpy/torch/numba are imported ($CPBENCH_THREADS, default 2; recorded by
 # bench_reference.track_threads). Only environment variables here: torch must not start its thread

@@ -40,3 +40,26 @@ def track_opencv_threads() -> int:
 
 track_opencv_threads.unit = "threads"  # type: ignore[attr-defined]
 track_opencv_threads.version = "1"  # type: ignore[attr-defined]
+
+
+def track_torch_version() -> float:
+    """The torch that measured the results, as major + minor/100 + patch/10000 (2.13 = 2.13.0)."""
+    from cpbench.measure.suite import torch_build
+
+    return torch_build()[0]
+
+
+track_torch_version.unit = "version"  # type: ignore[attr-defined]
+track_torch_version.version = "1"  # type: ignore[attr-defined]
+
+
+def track_torch_cuda_build() -> float:
+    """The CUDA version torch was built for (12.08 = 12.8), 0 for a CPU-only build: a CUDA build
+    also runs on the CPU, and its CPU kernels and memory footprint are not the CPU build's."""
+    from cpbench.measure.suite import torch_build
+
+    return torch_build()[1]
+
+
+track_torch_cuda_build.unit = "CUDA version (0: CPU build)"  # type: ignore[attr-defined]
+track_torch_cuda_build.version = "1"  # type: ignore[attr-defined]

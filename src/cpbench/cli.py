@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.fetch.cli",
     "cpbench.report.cli",
     "cpbench.models.cli",
+    "cpbench.history.cli",
 )
 
 

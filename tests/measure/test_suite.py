@@ -202,3 +202,15 @@ def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> 
     assert abs(b.track_stage_peak_bytes(None, 0) - 10 * MIB) < 2 * MIB
     b.memory_warmup, b.sizes = False, [30, 10]  # the whole-network stages: the first call is measured
     assert abs(b.track_stage_peak_bytes(None, 0) - 30 * MIB) < 2 * MIB
+
+
+def test_version_numbers_record_the_torch_build() -> None:
+    import torch
+
+    from cpbench.measure import suite
+
+    assert suite.version_number("2.13.0+cpu") == 2.13 and suite.version_number("2.13.1") == 2.1301
+    assert suite.version_number("12.8") == 12.08 and suite.version_number("0") == 0.0
+    version, cuda = suite.torch_build()
+    assert version == suite.version_number(torch.__version__)
+    assert cuda == (suite.version_number(torch.version.cuda) if torch.version.cuda else 0.0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -106,6 +107,21 @@ def calls_per_sample(call_s: float, min_sample_s: float, max_number: int) -> int
     if call_s <= 0:
         return max_number
     return max(1, min(max_number, math.ceil(min_sample_s / call_s)))
+
+
+def version_number(version: str) -> float:
+    """A release as one number for asv's track benchmarks: ``major + minor/100 + patch/10000``
+    (``"2.13.0+cpu"`` -> 2.13, ``"12.8"`` -> 12.08); local labels and pre-release tags are dropped."""
+    parts = [int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3]] + [0, 0, 0]
+    return round(parts[0] + parts[1] / 100 + parts[2] / 10000, 4)
+
+
+def torch_build() -> tuple[float, float]:
+    """(torch's version, the CUDA version its build targets or 0 for a CPU-only build), each as
+    :func:`version_number`: which torch measured a result (a CUDA build runs on the CPU too)."""
+    import torch
+
+    return version_number(torch.__version__), version_number(torch.version.cuda or "0")
 
 
 def prepare_suite() -> None:

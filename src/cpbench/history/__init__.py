@@ -1,0 +1,2 @@
+"""Cellpose's release history as a local git repository that asv can walk offline
+(``cpbench cellpose-history``)."""
