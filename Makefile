@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-synapse-min clean
+.PHONY: setup demo test test-synapse-min test-cellpose4 clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,7 @@ demo: setup $(SLIDE) $(HISTORY)/.git
 test: setup
 	$(BIN)/python -m pytest
 	$(MAKE) test-synapse-min
+	$(MAKE) test-cellpose4
 
 # the fetch tests again with the LOWEST synapseclient pyproject.toml allows (the main venv has the
 # newest), in a throwaway venv with only what those tests import
@@ -53,5 +54,20 @@ test-synapse-min:
 	  $(SYNAPSE_VENV)/bin/python -m pytest -p no:cacheprovider tests/fetch
 	rm -rf $(SYNAPSE_VENV)
 
+# the stage adapter and the model registry again under Cellpose 4, in a venv with the dependency set
+# of every asv environment (benchmarks/requirements.txt: torch's CUDA build, about 5 GB, kept between
+# runs); cpbench from src/ as in asv's environments
+CELLPOSE4 ?= 4.2.1.1
+CP4_VENV  := .venv-cellpose4
+test-cellpose4: $(CP4_VENV)/.installed
+	PYTHONPATH=src $(CP4_VENV)/bin/python -m pytest -p no:cacheprovider tests/stages tests/models
+
+$(CP4_VENV)/.installed: benchmarks/requirements.txt
+	$(PYTHON) -m venv $(CP4_VENV)
+	$(CP4_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CP4_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements.txt "cellpose==$(CELLPOSE4)" "pytest>=7"
+	$(CP4_VENV)/bin/python -c "import cellpose.models; from importlib.metadata import version as v; print('stage tests with cellpose', v('cellpose'), 'torch', v('torch'))"
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(SYNAPSE_VENV) data/synth $(HISTORY) .pytest_cache
+	rm -rf $(VENV) $(SYNAPSE_VENV) $(CP4_VENV) data/synth $(HISTORY) .pytest_cache

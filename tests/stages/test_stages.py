@@ -1,8 +1,9 @@
 """Tests of cpbench.stages on small synthetic inputs (no downloads, CPU).
 
-The 3.x tests run the installed cellpose (3.1.1.2 here). The 4.x adapter is tested for its
-dispatch only: the version is monkeypatched and cellpose functions are replaced by fakes with
-the 4.x signatures, so a call the 4.x API does not accept fails.
+They run the installed cellpose, whichever major version it is: `make test` runs them under
+cellpose 3.1.1.3 (.venv) and again under 4.2.1.1 (.venv-cellpose4, the asv environments'
+dependency set), where the network is Cellpose-SAM at random weights. The dispatch tests at the end
+also check the other major version's calls against fakes with its signatures (version monkeypatched).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from cpbench import stages as cs
 from cpbench.stages import api
 
 V3 = cs.cellpose_version()[0] == 3
-needs_v3 = pytest.mark.skipif(not V3, reason="checks against the running cellpose 3.x")
-N = 256
+N = 256 if V3 else 128  # 4.x: Cellpose-SAM at random weights takes ~9 s per 256-px tile on 2 cores
 
 
 def _discs(n: int = N, count: int = 30, seed: int = 0) -> np.ndarray:
@@ -133,36 +133,39 @@ def test_write_masks_failure_leaves_nothing(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------- stages, 3.x
 
 
-@needs_v3
 def test_version_and_defaults() -> None:
     v = cs.cellpose_version()
-    assert v[:2] >= (3, 1) and all(isinstance(p, int) for p in v)
-    assert cs.default_bsize() == 224 and cs.default_diam_mean() == 17.0
+    assert v[:2] >= (3, 0) and all(isinstance(p, int) for p in v)
+    assert (cs.default_bsize(), cs.default_diam_mean()) == ((224, 17.0) if V3 else (256, 30.0))
 
 
-@needs_v3
 def test_every_stage_shapes_and_dtypes(image: np.ndarray, model: Any, tmp_path: Path) -> None:
     x = cs.convert(image)
-    assert x.shape == (N, N, 2) and x.dtype == np.float32
+    assert x.shape[:2] == (N, N) and x.ndim == 3 and (x.shape[2] == 2 if V3 else x.shape[2] in (1, 3))
     xn = cs.normalize(x)
     assert xn.dtype == np.float32 and xn is not x
     assert np.percentile(xn[..., 0], 1) == pytest.approx(0, abs=1e-3)
     assert np.percentile(xn[..., 0], 99) == pytest.approx(1, abs=1e-3)
-    assert np.array_equal(x[..., 0], image.astype(np.float32)), "normalize(inplace=False) changed its input"
+    assert np.array_equal(x[..., 0], image.astype(x.dtype)), "normalize(inplace=False) changed its input"
     xt = cs.normalize(x, tile_norm_blocksize=64)
     assert xt.shape == x.shape and xt.dtype == np.float32
 
-    assert cs.rescale_factor(30.0) == pytest.approx(17 / 30)
-    xr = cs.rescale(xn, diameter=30.0)
-    ny = int(N * 17 / 30)
-    assert xr.shape == (ny, ny, 2) and xr.dtype == np.float32
+    diameter = cs.default_diam_mean() * 2  # half size: one network tile under 4.x
+    assert cs.rescale_factor(diameter) == pytest.approx(0.5)
+    xr = cs.rescale(xn, diameter=diameter)
+    ny = N // 2
+    assert xr.shape == (ny, ny, x.shape[2]) and xr.dtype == np.float32
     assert cs.rescale(xn, diameter=None) is xn
 
     dP, cellprob = cs.run_network(model, xr)
     assert dP.shape == (2, ny, ny) and cellprob.shape == (ny, ny)
     assert dP.dtype == np.float32 and cellprob.dtype == np.float32
-    dP2, cp2 = cs.run_network(model.net, xr, bsize=128, tile_overlap=0.2, batch_size=2)
-    assert dP2.shape == dP.shape and cp2.shape == cellprob.shape
+    if V3:
+        dP2, cp2 = cs.run_network(model.net, xr, bsize=128, tile_overlap=0.2, batch_size=2)
+        assert dP2.shape == dP.shape and cp2.shape == cellprob.shape
+    else:  # Cellpose-SAM's position embeddings are made for 256-px tiles
+        with pytest.raises(NotImplementedError, match="256-px tiles"):
+            cs.run_network(model, xr, bsize=128)
 
     dPf, cpf = cs.resample_flows(dP, cellprob, (N, N))
     assert dPf.shape == (2, N, N) and cpf.shape == (N, N)
@@ -170,7 +173,7 @@ def test_every_stage_shapes_and_dtypes(image: np.ndarray, model: Any, tmp_path: 
 
     thr = float(np.median(cpf))
     p, inds = cs.follow_flows(dPf, cpf, cellprob_threshold=thr, niter=50)
-    assert p.shape == (2, int((cpf > thr).sum())) and len(inds) == 2
+    assert tuple(p.shape) == (2, int((cpf > thr).sum())) and len(inds) == 2
     masks = cs.get_masks(p, inds, (N, N))
     assert masks.shape == (N, N) and masks.dtype == np.uint16
     qc = cs.remove_bad_flow_masks(masks, dPf, flow_threshold=0.4)
@@ -178,11 +181,10 @@ def test_every_stage_shapes_and_dtypes(image: np.ndarray, model: Any, tmp_path: 
     filled = cs.fill_holes_and_remove_small(qc, min_size=15)
     assert filled.shape == (N, N) and filled.dtype == np.uint16
 
-    out = cs.eval_end_to_end(model, image, diameter=30.0)
+    out = cs.eval_end_to_end(model, image, diameter=diameter)
     assert out.shape == (N, N) and np.issubdtype(out.dtype, np.unsignedinteger)
 
 
-@needs_v3
 def test_ground_truth_flows(labels: np.ndarray, flows: tuple[np.ndarray, np.ndarray]) -> None:
     dP, cellprob = flows
     assert dP.shape == (2, N, N) and dP.dtype == np.float32
@@ -193,12 +195,15 @@ def test_ground_truth_flows(labels: np.ndarray, flows: tuple[np.ndarray, np.ndar
     assert ((cellprob > 0) == (labels > 0)).all()
 
 
-@needs_v3
 @pytest.mark.parametrize("interp", [True, False])
 def test_mask_recovery_from_ground_truth(
     labels: np.ndarray, flows: tuple[np.ndarray, np.ndarray], interp: bool
 ) -> None:
     dP, cellprob = flows
+    if not interp and not V3:
+        with pytest.raises(NotImplementedError, match="interp=False"):
+            cs.follow_flows(dP, cellprob, niter=200, interp=interp)
+        return
     p, inds = cs.follow_flows(dP, cellprob, niter=200, interp=interp)
     masks = cs.get_masks(p, inds, labels.shape)
     masks = cs.remove_bad_flow_masks(masks, dP, flow_threshold=0.4)
@@ -208,7 +213,6 @@ def test_mask_recovery_from_ground_truth(
     assert ap[0] == 1.0, ap
 
 
-@needs_v3
 @pytest.mark.parametrize(
     ("niter", "flow_threshold", "cellprob_threshold", "min_size"),
     [(200, 0.4, 0.0, 15), (100, 0.0, 0.0, 15), (200, 0.4, 0.0, -1)],
@@ -223,6 +227,7 @@ def test_chain_reproduces_compute_masks(
         dP, cellprob, niter=niter, flow_threshold=flow_threshold,
         cellprob_threshold=cellprob_threshold, min_size=min_size,
     )
+    ref = ref[0] if isinstance(ref, tuple) else ref  # 3.0 returned (masks, p)
     p, inds = cs.follow_flows(dP, cellprob, cellprob_threshold, niter)
     masks = cs.get_masks(p, inds, cellprob.shape)
     masks = cs.remove_bad_flow_masks(masks, dP, flow_threshold)
@@ -237,7 +242,24 @@ def test_chain_reproduces_compute_masks(
     ))
 
 
-@needs_v3
+#: the diameters eval rescales by: 3.x 17/30 and the size model's estimate; 4.x 0.5 (one tile) and none
+_EVAL_DIAMETERS = [30.0, None] if V3 else [60.0, None]
+
+
+@pytest.mark.parametrize("diameter", _EVAL_DIAMETERS)
+def test_stagewise_reproduces_eval_flows(image: np.ndarray, model: Any, diameter: float | None) -> None:
+    """The stage chain 2-6 gives the very flows and cell probability eval computes."""
+    ref = model.eval(image, diameter=diameter, compute_masks=False, **api.adapter().eval_extra)[1]
+    if not V3 and api.adapter().resize_before_normalize:  # 4.0.x: resize, then normalize
+        x = cs.normalize(cs.rescale(cs.convert(image).astype(np.float32), diameter))
+    else:  # 3.x and 4.1+: normalize, then resize (in run_net)
+        x = cs.rescale(cs.normalize(cs.convert(image)), diameter)
+    dP, cellprob = cs.resample_flows(*cs.run_network(model, x), image.shape)
+    np.testing.assert_allclose(dP, ref[1], atol=1e-4)
+    np.testing.assert_allclose(cellprob, ref[2], atol=1e-4)
+
+
+@pytest.mark.skipif(not V3, reason="a random Cellpose-SAM finds no masks to compare; its flows are compared above")
 @pytest.mark.parametrize(("diameter", "flow_threshold"), [(30.0, 0.0), (30.0, 3.0), (None, 0.0)])
 def test_stagewise_reproduces_eval(image: np.ndarray, model: Any, diameter: float | None, flow_threshold: float) -> None:
     # the random net's cellprob sits near 0; its median splits the image so that masks appear
@@ -249,7 +271,6 @@ def test_stagewise_reproduces_eval(image: np.ndarray, model: Any, diameter: floa
     np.testing.assert_array_equal(cs.segment_stagewise(model, image, **kw), ref)
 
 
-@needs_v3
 def test_flow_qc_removes_inconsistent_mask(labels: np.ndarray, flows: tuple[np.ndarray, np.ndarray]) -> None:
     dP, _ = flows
     bad = dP.copy()
@@ -262,7 +283,6 @@ def test_flow_qc_removes_inconsistent_mask(labels: np.ndarray, flows: tuple[np.n
     assert cs.remove_bad_flow_masks(labels, bad, flow_threshold=0) is labels  # 0 disables
 
 
-@needs_v3
 def test_fill_holes_and_remove_small() -> None:
     m = np.zeros((40, 40), np.uint16)
     m[5:20, 5:20] = 1
@@ -286,7 +306,6 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-@needs_v3
 @pytest.mark.skipif(not _cuda(), reason="no CUDA device")
 def test_mask_recovery_on_cuda(labels: np.ndarray, flows: tuple[np.ndarray, np.ndarray]) -> None:
     dP, cellprob = flows
@@ -343,7 +362,7 @@ def test_v4_calls_use_v4_signatures(as_v4: pytest.MonkeyPatch) -> None:
     as_v4.setattr(transforms, "convert_image", convert_image)
     as_v4.setattr(core, "run_net", run_net)
     as_v4.setattr(dynamics, "follow_flows", follow_flows)
-    as_v4.delattr(dynamics, "masks_to_flows")  # gone in later 4.x
+    as_v4.delattr(dynamics, "masks_to_flows", raising=False)  # gone in later 4.x
     as_v4.setattr(dynamics, "masks_to_flows_gpu", masks_to_flows_gpu)
 
     img = np.ones((20, 24), np.uint16)
@@ -360,7 +379,8 @@ def test_v4_calls_use_v4_signatures(as_v4: pytest.MonkeyPatch) -> None:
 def test_v4_random_model_without_v4_network_skips(as_v4: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    if importlib.util.find_spec("cellpose.vit_sam") is not None and importlib.util.find_spec("segment_anything"):
+    if (importlib.util.find_spec("cellpose.vit_sam") or importlib.util.find_spec("cellpose.vit")) and \
+            importlib.util.find_spec("segment_anything"):
         pytest.skip("a 4.x network class is importable here")
     with pytest.raises(NotImplementedError, match="4.x network"):
         cs.random_model()

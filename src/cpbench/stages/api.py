@@ -29,7 +29,7 @@ from cpbench.stages.common import (
     torch_device,
 )
 from cpbench.stages.v3 import Cellpose3
-from cpbench.stages.v4 import Cellpose4
+from cpbench.stages.v4 import Cellpose4, Cellpose41
 
 
 @functools.cache
@@ -54,7 +54,7 @@ def adapter() -> Cellpose3:
     if major == 3:
         return _V3
     if major == 4:
-        return _V4
+        return _V4 if cellpose_version()[1] == 0 else _V41
     raise NotImplementedError(f"cellpose {'.'.join(map(str, cellpose_version()))} is not supported (3.x, 4.x)")
 
 
@@ -95,8 +95,8 @@ def rescale(img: np.ndarray, diameter: float | None, diam_mean: float | None = N
     """Stage 4, ``transforms.resize_image``: resize ``(Y, X, C)`` by :func:`rescale_factor` (bilinear).
 
     Output ``(int(Y * f), int(X * f), C)``, same dtype; returned unchanged when the factor is 1.
-    (3.x resizes inside ``core.run_net`` after normalization, 4.x in ``eval`` before it; the
-    operation is the same.)
+    (3.x and 4.1+ resize inside ``core.run_net`` after normalization, 4.0.x in ``eval`` before
+    it; the operation is the same.)
     """
     f = rescale_factor(diameter, diam_mean)
     if f == 1.0:
@@ -235,9 +235,9 @@ def random_model(device: Device = None, seed: int = 0) -> Any:
     """A ``CellposeModel`` with the version's architecture and random weights (no download).
 
     3.x: ``CellposeModel(pretrained_model=False, diam_mean=17., nchan=2)`` (the nuclei CPnet).
-    4.x: ``CellposeModel(pretrained_model=None)`` raises, so the model object is assembled around
-    ``vit_sam.Transformer()`` (SAM ViT-L, float32, random init) without calling ``__init__``
-    (source-only; see the module docstring). ``seed`` seeds torch for the weights.
+    4.x: ``CellposeModel`` insists on weights, so the model object is assembled around
+    Cellpose-SAM (``vit_sam.Transformer()`` in 4.0-4.1, ``vit.CPSAM(dtype=float32)`` from 4.2; ViT-L,
+    random init) without calling ``__init__``. ``seed`` seeds torch for the weights.
     """
     import torch
 
@@ -275,3 +275,4 @@ def load_weights(path: str, device: Device = None, nuclei_cpnet: bool = False, d
 
 _V3 = Cellpose3()
 _V4 = Cellpose4()
+_V41 = Cellpose41()

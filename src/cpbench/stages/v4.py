@@ -1,8 +1,18 @@
-"""Cellpose 4.x adapter, written against the 4.x source (MouseLand/cellpose 4.0.x/4.1 era).
+"""Cellpose 4.x adapters, checked against running cellpose 4.2.1.1 (and read against every 4.x
+release in the offline history, `cpbench cellpose-history`).
 
-Only its dispatch is tested (the version monkeypatched, cellpose functions replaced by fakes with
-the 4.x signatures); it has not been run against an installed 4.x. Known from DESIGN.md and not
-yet reflected here: 4.2.1.1 has no ``vit_sam`` module (the network is ``cellpose.vit.CPSAM``).
+What 4.x changed from 3.x, as the stages see it:
+
+- one network, Cellpose-SAM (a ViT-L encoder, 8-px patches, 256-px tiles, 3 outputs): class
+  ``vit_sam.Transformer`` in 4.0-4.1, ``vit.CPSAM`` from 4.2 (whose ``CellposeModel`` also needs a
+  ``backbone`` name and loads weights in bfloat16 by default). It cannot run with another tile size.
+- ``convert_image`` makes 3 channels (no ``channels`` selection); the image is rescaled by
+  ``30 / diameter`` (1 when no diameter is given: no size model).
+- 4.0.x resizes the image in ``eval`` *before* normalizing it; from 4.1 ``eval`` normalizes first and
+  ``run_net`` resizes (``rsz``), as 3.x did.
+- ``dynamics.follow_flows`` has no ``interp`` switch (no numba path); ``masks_to_flows`` gave way to
+  ``masks_to_flows_gpu`` (which runs on the CPU too).
+
 Units: sizes in pixels, diameters in pixels.
 """
 
@@ -18,22 +28,26 @@ from cpbench.stages.common import (
     net_of,
     normalize,
     resample_flows,
-    scale_factor,
     split_network_output,
     torch_device,
 )
 from cpbench.stages.v3 import Cellpose3
 
+#: Cellpose-SAM's tile size, pixels: its position embeddings are made for it
+SAM_BSIZE = 256
+
 
 class Cellpose4(Cellpose3):
-    """Adapter for cellpose 4.x — written against the 4.x source only, never run (see module doc)."""
+    """Adapter for cellpose 4.0.x (resize before normalize; network ``vit_sam.Transformer``)."""
 
-    bsize = 256
-    diam_mean = 30.0  # 4.x eval always rescales by 30 / diameter
+    bsize = SAM_BSIZE
+    diam_mean = 30.0  # 4.x eval rescales by 30 / diameter
     builtin_weights: dict[str, str] = {"cpsam": "cpsam"}
     runs_cpnet = False
     eval_extra: dict[str, Any] = {}  # no channels argument any more
-    random_architecture = "Cellpose-SAM architecture, random weights"
+    random_architecture = "Cellpose-SAM architecture (ViT-L encoder), random weights"
+    #: 4.0.x: ``eval`` resizes the image before it normalizes it
+    resize_before_normalize = True
 
     def load_weights(self, path: str, device: Any, nuclei_cpnet: bool, diam_mean: float) -> Any:
         from cellpose import models
@@ -50,11 +64,13 @@ class Cellpose4(Cellpose3):
     def run_network(
         self, model: Any, img: np.ndarray, bsize: int | None, tile_overlap: float, batch_size: int, augment: bool
     ) -> tuple[np.ndarray, np.ndarray]:
+        if bsize is not None and bsize != SAM_BSIZE:
+            raise NotImplementedError(f"cellpose 4.x runs Cellpose-SAM on {SAM_BSIZE}-px tiles only (bsize={bsize})")
         from cellpose import core
 
         yf, _styles = core.run_net(
             net_of(model), img[np.newaxis], batch_size=batch_size, augment=augment,
-            tile_overlap=tile_overlap, bsize=self.bsize if bsize is None else bsize,
+            tile_overlap=tile_overlap, bsize=SAM_BSIZE, rsz=None,
         )
         return split_network_output(yf)
 
@@ -79,39 +95,61 @@ class Cellpose4(Cellpose3):
             return np.asarray(dynamics.masks_to_flows(labels, device=torch_device(device)))
         return np.asarray(dynamics.masks_to_flows_gpu(labels, device=torch_device(device))[0])
 
-    def random_model(self, device: Any) -> Any:
-        import inspect
-
+    def _network(self) -> tuple[Any, str | None]:
+        """A random-weights Cellpose-SAM network (float32) and the backbone name 4.2's model needs."""
         import torch
-        from cellpose import models
 
         try:
+            from cellpose.vit import CPSAM
+        except ImportError:
+            CPSAM = None  # noqa: N806 - 4.0/4.1
+        try:
+            if CPSAM is not None:
+                return CPSAM(dtype=torch.float32), "sam_vitl"
             from cellpose.vit_sam import Transformer
-        except ImportError as e:  # segment_anything missing, or the 4.x layout changed
+
+            return Transformer(), None
+        except ImportError as e:  # segment_anything missing
             raise NotImplementedError(f"cannot build a random cellpose 4.x network: {e}") from e
-        kwargs = {"dtype": torch.float32} if "dtype" in inspect.signature(Transformer).parameters else {}
-        model = object.__new__(models.CellposeModel)
-        model.net = Transformer(**kwargs).to(device)
+
+    def random_model(self, device: Any) -> Any:
+        from cellpose import models
+
+        net, backbone = self._network()
+        model = object.__new__(models.CellposeModel)  # its __init__ insists on weights
+        model.net = net.to(device)
         model.device = device
         model.gpu = device.type == "cuda"
         model.pretrained_model = None
         model.diam_mean = self.diam_mean
+        if backbone is not None:
+            model.backbone = backbone
         return model
+
+    def _model_rescale(self, model: Any, diameter: float | None) -> float:
+        return float(self.diam_mean / diameter) if diameter is not None and diameter > 0 else 1.0
 
     def stagewise(
         self, model: Any, img: np.ndarray, diameter: float | None, flow_threshold: float, cellprob_threshold: float,
         min_size: int, niter: int | None, bsize: int | None, tile_overlap: float, batch_size: int, augment: bool,
         tile_norm_blocksize: int, device: Device,
     ) -> np.ndarray:
-        # order of CellposeModel.eval 4.x: convert -> resize (30 / diameter) -> normalize -> net -> resample
-        x = self.convert(img, None)
-        f = scale_factor(diameter, self.diam_mean)
-        if f != 1.0:
-            from cellpose import transforms
+        from cellpose import transforms
 
+        x = self.convert(img, None)
+        f = self._model_rescale(model, diameter)
+        if f != 1.0 and self.resize_before_normalize:  # 4.0.x: resize -> normalize
             x = transforms.resize_image(x, Ly=int(x.shape[0] * f), Lx=int(x.shape[1] * f))
         x = normalize(x, tile_norm_blocksize=tile_norm_blocksize, inplace=True)
+        if f != 1.0 and not self.resize_before_normalize:  # 4.1+: normalize -> resize in run_net
+            x = transforms.resize_image(x, rsz=f)
         dP, cellprob = self.run_network(model, x, bsize, tile_overlap, batch_size, augment)
         dP, cellprob = resample_flows(dP, cellprob, img.shape[:2])
         n = int(200 / f) if niter is None or niter == 0 else niter
         return self.masks_from_flows(dP, cellprob, n, cellprob_threshold, flow_threshold, min_size, 0.4, device)
+
+
+class Cellpose41(Cellpose4):
+    """Adapter for cellpose 4.1 and later: ``eval`` normalizes, then ``run_net`` resizes."""
+
+    resize_before_normalize = False
