@@ -60,7 +60,7 @@ test-synapse-min:
 CELLPOSE4 ?= 4.2.1.1
 CP4_VENV  := .venv-cellpose4
 test-cellpose4: $(CP4_VENV)/.installed
-	PYTHONPATH=src $(CP4_VENV)/bin/python -m pytest -p no:cacheprovider tests/stages tests/models
+	PYTHONPATH=src $(CP4_VENV)/bin/python -m pytest -p no:cacheprovider tests/stages tests/models tests/measure/test_identities.py
 
 $(CP4_VENV)/.installed: benchmarks/requirements.txt
 	$(PYTHON) -m venv $(CP4_VENV)

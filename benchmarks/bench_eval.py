@@ -16,6 +16,7 @@ class EndToEnd(_b.Accuracy, _b.DeviceStage):
 
     def prepare(self, dataset, size, device, model, diameter) -> None:
         _b.require_device(device)
+        _b.require_affordable_network(size, device)
         self.device = device
         self.img, self.gt = _in.load_crop(dataset, size)
         self.model = _in.load_model(model, device)

@@ -19,11 +19,12 @@ class Network(_b.DeviceStage):
 
     def prepare(self, dataset, size, device, model, bsize, batch_size, tile_overlap, augment) -> None:
         _b.require_device(device)
+        _b.require_affordable_network(size, device)
         self.device = device
         img, _ = _in.load_crop(dataset, size)
         self.model = _in.load_model(model, device)
         self.x = _in.network_input(img, _b.DIAMETER, self.model.diam_mean)
-        self.args = (bsize, tile_overlap, batch_size, augment)
+        self.args = (_b.bsize_value(bsize), tile_overlap, batch_size, augment)
 
     def predicted_bytes(self) -> int:
         return _probes.predict_eval_bytes(self.x.shape[0] * self.x.shape[1])

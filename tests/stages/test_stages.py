@@ -386,7 +386,7 @@ def test_v4_random_model_without_v4_network_skips(as_v4: pytest.MonkeyPatch) -> 
         cs.random_model()
 
 
-@pytest.mark.parametrize("version", [(2, 3, 2), (5, 0, 0)])
+@pytest.mark.parametrize("version", [(2, 3, 2), (3, 0, 11), (5, 0, 0)])
 def test_unsupported_versions_raise(monkeypatch: pytest.MonkeyPatch, version: tuple[int, ...], image: np.ndarray) -> None:
     monkeypatch.setattr(api, "cellpose_version", lambda: version)
     with pytest.raises(NotImplementedError, match="not supported"):

@@ -70,11 +70,15 @@ SIZES = grid(["256", "512", "1024"], ["256", "512", "1024", "2048", "4096", "819
 """Side of the centred square crop, pixels, or ``full`` (the whole frame)."""
 DATASETS = grid(["synthetic"], ["synthetic", "exemplar-001", "LUNG-1-LN", "WD-76845-097"])
 DEVICES = ["cpu", "cuda"]
-MODELS = grid(["reference"], ["reference", "nuclei", "cpsam"])
+MODELS = grid(["reference", "random"], ["reference", "random", "nuclei", "cpsam"])
+"""``random``: the release's own architecture at random weights (3.x CPnet, 4.x Cellpose-SAM): time
+and memory only, the network of every release; ``reference`` (a CPnet) runs on 3.x only."""
 DIAMETER = 13.0
 """Nucleus diameter given to Cellpose, pixels: the synthetic nuclei's mean (rescale 17/13)."""
 DIAMETERS = grid([13.0, 30.0], [13.0, 17.0, 30.0])
-BSIZES = grid([224], [224, 256])
+BSIZES = grid(["default"], ["default", "224", "256"])
+"""Network tile side, pixels; ``default``: the release's own (3.x 224, 4.x 256, the only one
+Cellpose-SAM runs)."""
 BATCH_SIZES = grid([8], [1, 8, 32])
 TILE_OVERLAPS = grid([0.1], [0.1, 0.25, 0.5])
 AUGMENTS = grid([False], [False, True])
@@ -144,6 +148,27 @@ def prepare_suite() -> None:
                 inputs.mask_stage_inputs(dataset, size, "ground_truth", "reference", DIAMETER)
         except NotImplementedError:
             continue
+
+
+#: the largest crop side (pixels) the quick grid runs Cellpose-SAM at on a CPU
+SAM_QUICK_MAX_SIZE = 256
+
+
+def bsize_value(bsize: str) -> int | None:
+    """The ``bsize`` parameter as ``run_network`` takes it: None for ``default``, else pixels."""
+    return None if bsize == "default" else int(bsize)
+
+
+def require_affordable_network(size: str, device: str) -> None:
+    """NotImplementedError (asv: skip) for Cellpose-SAM on a CPU above :data:`SAM_QUICK_MAX_SIZE`
+    in the quick grid: ~9 s per 256-px tile on 2 cores, and at diameter 13 a 512-px crop is
+    36 tiles (5 minutes a call); ``CPBENCH_FULL=1`` runs every size."""
+    from cpbench import stages as cs
+
+    if (not full_mode() and device == "cpu" and not cs.runs_cpnet_weights() and size.isdigit()
+            and int(size) > SAM_QUICK_MAX_SIZE):
+        raise NotImplementedError(f"skipped: Cellpose-SAM on the CPU runs at {SAM_QUICK_MAX_SIZE} px only in the "
+                                  "quick grid (~9 s per 256-px tile); CPBENCH_FULL=1 runs every size")
 
 
 def require_device(device: str) -> None:

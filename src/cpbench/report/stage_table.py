@@ -28,7 +28,7 @@ STAGE_ORDER: list[tuple[str, str]] = [
 ]
 
 #: the default value of each parameter that is not a table axis: one row per stage and size
-DEFAULTS = {"dataset": "synthetic", "model": "reference", "bsize": "224", "batch_size": "8", "tile_overlap": "0.1",
+DEFAULTS = {"dataset": "synthetic", "model": "reference", "bsize": "default", "batch_size": "8", "tile_overlap": "0.1",
             "augment": "False", "niter": "200", "cellprob_threshold": "0.0", "flow_threshold": "0.4",
             "min_size": "15", "flows": "network", "tile_norm_blocksize": "0", "diameter": "13.0",
             "compression": "zlib"}
