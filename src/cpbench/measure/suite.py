@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -116,8 +115,10 @@ def calls_per_sample(call_s: float, min_sample_s: float, max_number: int) -> int
 def version_number(version: str) -> float:
     """A release as one number for asv's track benchmarks: ``major + minor/100 + patch/10000``
     (``"2.13.0+cpu"`` -> 2.13, ``"12.8"`` -> 12.08); local labels and pre-release tags are dropped."""
-    parts = [int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3]] + [0, 0, 0]
-    return round(parts[0] + parts[1] / 100 + parts[2] / 10000, 4)
+    from packaging.version import Version
+
+    major, minor, patch = (*Version(version).release, 0, 0)[:3]
+    return round(major + minor / 100 + patch / 10000, 4)
 
 
 def torch_build() -> tuple[float, float]:

@@ -50,12 +50,12 @@ def cellpose_version() -> tuple[int, ...]:
 
 def adapter() -> Cellpose3:
     """The adapter of the installed version; NotImplementedError (asv: skip) outside 3.1 to 4.x."""
-    major = cellpose_version()[0]
-    if major == 3 and cellpose_version()[1] >= 1:
+    version = cellpose_version()
+    if version[:1] == (3,) and version >= (3, 1):
         return _V3
-    if major == 4:
-        return _V4 if cellpose_version()[1] == 0 else _V41
-    raise NotImplementedError(f"cellpose {'.'.join(map(str, cellpose_version()))} is not supported (3.1 to 4.x; "
+    if version[:1] == (4,):
+        return _V4 if version[:2] == (4, 0) else _V41
+    raise NotImplementedError(f"cellpose {'.'.join(map(str, version))} is not supported (3.1 to 4.x; "
                               "3.0 had other mask-stage functions: a numpy get_masks on full-field positions)")
 
 
