@@ -20,6 +20,7 @@ class Network(_b.DeviceStage):
     def prepare(self, dataset, size, device, model, bsize, batch_size, tile_overlap, augment) -> None:
         _b.require_device(device)
         _b.require_affordable_network(size, device)
+        _cs.check_network_options(_b.bsize_value(bsize), batch_size)
         self.device = device
         img, _ = _in.load_crop(dataset, size)
         self.model = _in.load_model(model, device)

@@ -9,7 +9,7 @@ Stage map (shared/DESIGN.md) and the public function for each stage::
     5  network           run_network                                         (api)
     6  resample flows    resample_flows                                      (common)
     7  follow flows      follow_flows                                        (api)
-    8  masks             get_masks                                           (common)
+    8  masks             get_masks                                           (api)
     9  flow QC           remove_bad_flow_masks                               (common)
     10 fill holes        fill_holes_and_remove_small                         (common)
     11 write masks       write_masks                                         (readwrite)
@@ -17,7 +17,8 @@ Stage map (shared/DESIGN.md) and the public function for each stage::
 
 ``api`` reads the installed version and dispatches to ``v3`` (checked against running cellpose
 3.1.1.x: every stage runs, the chain reproduces ``compute_masks`` and ``CellposeModel.eval``
-exactly) or ``v4`` (written against the 4.x source; only its dispatch is tested). ``common`` holds
+exactly), ``v30`` (3.0.x: other follow-flows and get-masks functions and network output; checked
+the same way against 3.0 and 3.0.11) or ``v4`` (4.0.x and 4.1+; checked against 4.2.1.1). ``common`` holds
 the stages whose Cellpose calls are the same in both. Helpers the benchmarks need:
 :func:`ground_truth_flows`, :func:`random_model`, :func:`average_precision`.
 
@@ -28,11 +29,13 @@ and returns the stage's natural output. Units: sizes in pixels, memory in bytes,
 from cpbench.stages.api import (
     builtin_weights,
     cellpose_version,
+    check_network_options,
     convert,
     default_bsize,
     default_diam_mean,
     eval_end_to_end,
     follow_flows,
+    get_masks,
     ground_truth_flows,
     load_weights,
     masks_from_flows,
@@ -51,7 +54,6 @@ from cpbench.stages.common import (
     Device,
     average_precision,
     fill_holes_and_remove_small,
-    get_masks,
     normalize,
     remove_bad_flow_masks,
     resample_flows,
@@ -66,7 +68,7 @@ from cpbench.stages.readwrite import (
 
 __all__ = [
     "CELLPROB_INSIDE", "CELLPROB_OUTSIDE", "FLOW_SCALE", "Device", "average_precision", "builtin_weights",
-    "cellpose_version", "convert", "default_bsize", "default_diam_mean", "eval_end_to_end",
+    "cellpose_version", "check_network_options", "convert", "default_bsize", "default_diam_mean", "eval_end_to_end",
     "fill_holes_and_remove_small", "follow_flows", "get_masks", "ground_truth_flows", "load_weights",
     "masks_from_flows", "normalize", "random_architecture", "random_model", "read_full", "read_lazy",
     "read_page", "read_region", "remove_bad_flow_masks", "resample_flows", "rescale", "rescale_factor",

@@ -30,6 +30,7 @@ from cpbench.stages.common import (
 )
 from cpbench.stages.v3 import Cellpose3
 from cpbench.stages.v4 import Cellpose4, Cellpose41
+from cpbench.stages.v30 import Cellpose30
 
 
 @functools.cache
@@ -49,14 +50,13 @@ def cellpose_version() -> tuple[int, ...]:
 
 
 def adapter() -> Cellpose3:
-    """The adapter of the installed version; NotImplementedError (asv: skip) outside 3.1 to 4.x."""
+    """The adapter of the installed version; NotImplementedError (asv: skip) outside 3.0 to 4.x."""
     version = cellpose_version()
-    if version[:1] == (3,) and version >= (3, 1):
-        return _V3
+    if version[:1] == (3,):
+        return _V3 if version >= (3, 1) else _V30
     if version[:1] == (4,):
         return _V4 if version[:2] == (4, 0) else _V41
-    raise NotImplementedError(f"cellpose {'.'.join(map(str, version))} is not supported (3.1 to 4.x; "
-                              "3.0 had other mask-stage functions: a numpy get_masks on full-field positions)")
+    raise NotImplementedError(f"cellpose {'.'.join(map(str, version))} is not supported (3.0 to 4.x)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,6 +125,13 @@ def run_network(
     return adapter().run_network(model, img, bsize, tile_overlap, batch_size, augment)
 
 
+def check_network_options(bsize: int | None = None, batch_size: int = 8) -> None:
+    """NotImplementedError (asv: skip, when called in ``setup``) when the installed version's
+    :func:`run_network` cannot run with tiles of ``bsize`` pixels or ``batch_size`` tiles per pass
+    (4.x: 256-px tiles only; 3.0.0: 8 tiles per pass)."""
+    adapter().check_network_options(bsize, batch_size)
+
+
 def follow_flows(
     dP: np.ndarray,
     cellprob: np.ndarray,
@@ -142,6 +149,23 @@ def follow_flows(
     arrays of the N pixels that moved. ``dP`` must be float32 on the 3.x numba path.
     """
     return adapter().follow_flows(dP, cellprob, cellprob_threshold, niter, device, interp)
+
+def get_masks(
+    p: Any,
+    inds: tuple[np.ndarray, ...],
+    shape: tuple[int, int],
+    max_size_fraction: float = 0.4,
+    device: Device = None,
+) -> np.ndarray:
+    """Stage 8: cluster the final positions of :func:`follow_flows` into labels.
+
+    3.1+: ``dynamics.get_masks_torch`` on the N positions; 3.0: ``dynamics.get_masks`` (numpy
+    histogram) on the full field of positions, rebuilt from them. ``shape`` = ``(Y, X)`` pixels;
+    masks larger than ``max_size_fraction`` of the image are dropped (3.0: 0.4 only). Returns
+    labels ``(Y, X)`` uint16 (uint32 from 65536 masks on), 0 = background.
+    """
+    return adapter().get_masks(p, inds, shape, max_size_fraction, device)
+
 
 # --------------------------------------------------------------------------------------------
 # end to end
@@ -275,5 +299,6 @@ def load_weights(path: str, device: Device = None, nuclei_cpnet: bool = False, d
 
 
 _V3 = Cellpose3()
+_V30 = Cellpose30()
 _V4 = Cellpose4()
 _V41 = Cellpose41()

@@ -1,4 +1,6 @@
-"""Cellpose 3.x adapter: how each stage is called in cellpose 3.1 (checked against running 3.1.1.x).
+"""Cellpose 3.1 adapter: how each stage is called in cellpose 3.1 (checked against running 3.1.1.x).
+
+3.0.x differs in three stages: :mod:`cpbench.stages.v30`.
 
 Units: sizes in pixels, diameters in pixels.
 """
@@ -49,12 +51,17 @@ class Cellpose3:
         kw = {"diam_mean": diam_mean, "nchan": 2} if nuclei_cpnet else {}
         return models.CellposeModel(pretrained_model=path, device=device, gpu=device.type == "cuda", **kw)
 
+    def get_masks(
+        self, p: Any, inds: tuple[np.ndarray, ...], shape: tuple[int, int], max_size_fraction: float, device: Device
+    ) -> np.ndarray:
+        return get_masks(p, inds, shape, max_size_fraction, device)
+
     def masks_from_flows(
         self, dP: np.ndarray, cellprob: np.ndarray, niter: int, cellprob_threshold: float, flow_threshold: float,
         min_size: int, max_size_fraction: float, device: Device,
     ) -> np.ndarray:
         p, inds = self.follow_flows(dP, cellprob, cellprob_threshold, niter, device, True)
-        masks = get_masks(p, inds, cellprob.shape, max_size_fraction, device)
+        masks = self.get_masks(p, inds, cellprob.shape, max_size_fraction, device)
         del p
         masks = remove_bad_flow_masks(masks, dP, flow_threshold, device, inplace=True)
         return fill_holes_and_remove_small(masks, min_size, inplace=True)
@@ -64,6 +71,9 @@ class Cellpose3:
 
         chans = None if channels is None else list(channels)
         return np.asarray(transforms.convert_image(img, chans, channel_axis=None, z_axis=None, do_3D=False, nchan=2))
+
+    def check_network_options(self, bsize: int | None, batch_size: int) -> None:
+        """NotImplementedError when this version's ``run_net`` cannot run with these options."""
 
     def run_network(
         self, model: Any, img: np.ndarray, bsize: int | None, tile_overlap: float, batch_size: int, augment: bool

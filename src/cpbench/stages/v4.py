@@ -61,11 +61,14 @@ class Cellpose4(Cellpose3):
 
         return np.asarray(transforms.convert_image(img, channel_axis=None, z_axis=None, do_3D=False))
 
+    def check_network_options(self, bsize: int | None, batch_size: int) -> None:
+        if bsize is not None and bsize != SAM_BSIZE:
+            raise NotImplementedError(f"cellpose 4.x runs Cellpose-SAM on {SAM_BSIZE}-px tiles only (bsize={bsize})")
+
     def run_network(
         self, model: Any, img: np.ndarray, bsize: int | None, tile_overlap: float, batch_size: int, augment: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        if bsize is not None and bsize != SAM_BSIZE:
-            raise NotImplementedError(f"cellpose 4.x runs Cellpose-SAM on {SAM_BSIZE}-px tiles only (bsize={bsize})")
+        self.check_network_options(bsize, batch_size)
         from cellpose import core
 
         yf, _styles = core.run_net(
