@@ -4,9 +4,10 @@ VENV   ?= .venv
 # CPU build of torch (lies on local disk here). On a CUDA machine: make TORCH='torch' demo
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+SITE_VENDOR := data/vendor/asv-site
 
-.PHONY: setup demo test test-synapse-min test-cellpose4 test-cellpose30 clean
-setup: $(VENV)/.installed
+.PHONY: setup demo test test-synapse-min test-cellpose4 test-cellpose30 browser clean
+setup: $(VENV)/.installed $(SITE_VENDOR)/.done
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
+
+# the asv site's JavaScript/CSS libraries, fetched once from the npm registry (pinned by sha512) so
+# that the published site needs no network (cpbench offline-site)
+$(SITE_VENDOR)/.done: | $(VENV)/.installed
+	$(BIN)/cpbench site-assets --vendor $(SITE_VENDOR)
+	touch $@
+
+# headless Chromium for the offline-site test (Debian's chromium; needs root to install)
+browser:
+	@command -v chromium > /dev/null || command -v chromium-browser > /dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; } || \
+	  { echo "chromium is missing and cannot be installed here: apt-get install -y chromium (as root)"; exit 1; }
 
 SLIDE := data/synth/exemplar-001.ome.tif
 
@@ -33,9 +46,10 @@ demo: setup $(SLIDE) $(HISTORY)/.git
 	commit=$$($(BIN)/cpbench cellpose-history --out $(HISTORY) --commit-of installed) && \
 	  $(BIN)/asv run --python=same --quick --set-commit-hash $$commit
 	$(BIN)/asv publish
+	$(BIN)/cpbench offline-site --html .asv/html --vendor $(SITE_VENDOR)
 	$(BIN)/cpbench report
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 	$(MAKE) test-synapse-min
 	$(MAKE) test-cellpose4
@@ -81,4 +95,4 @@ test-cellpose30: setup
 	done
 
 clean:
-	rm -rf $(VENV) $(SYNAPSE_VENV) $(CP4_VENV) data/synth $(HISTORY) .pytest_cache build/cellpose-*
+	rm -rf $(VENV) $(SYNAPSE_VENV) $(CP4_VENV) data/synth $(HISTORY) $(SITE_VENDOR) .pytest_cache build/cellpose-*

@@ -30,6 +30,38 @@ def register(sub: Any) -> None:
     q.add_argument("--all", action="store_true", help="print every benchmark, not only the unstable ones")
     q.set_defaults(func=run_stability)
 
+    a = sub.add_parser("site-assets", help="fetch the asv site's JavaScript/CSS libraries once (npm registry, pinned)",
+                       description="Download jQuery, flot, flot-orderbars, stupidtable, blueimp-md5 and bootstrap "
+                       "from the npm registry (npm_config_registry to use a mirror), each tarball checked against "
+                       "its pinned sha512, into --vendor. Run once at setup; the site then needs no network.")
+    a.add_argument("--vendor", type=Path, default=None, help="where to keep them (default data/vendor/asv-site)")
+    a.set_defaults(func=run_site_assets)
+
+    o = sub.add_parser("offline-site", help="make a published asv site work with no network",
+                       description="Copy the vendored libraries into the site (HTML/vendor) and point its pages "
+                       "at them instead of CDNs. Run after asv publish.")
+    o.add_argument("--html", type=Path, default=Path(".asv/html"), help="the asv site (default .asv/html)")
+    o.add_argument("--vendor", type=Path, default=None, help="the vendored libraries (default data/vendor/asv-site)")
+    o.set_defaults(func=run_offline_site)
+
+
+def run_site_assets(args: argparse.Namespace) -> int:
+    """Fetch the site's libraries (nothing when present); returns 0."""
+    from cpbench.report.site import DEFAULT_VENDOR, vendor_assets
+
+    print(f"asv site libraries in {vendor_assets(args.vendor or DEFAULT_VENDOR)}")
+    return 0
+
+
+def run_offline_site(args: argparse.Namespace) -> int:
+    """Rewrite a published site to the vendored libraries; returns 0."""
+    from cpbench.report.site import DEFAULT_VENDOR, make_offline
+
+    replaced = make_offline(args.html, args.vendor or DEFAULT_VENDOR)
+    print(f"{args.html}: {len(replaced)} CDN libraries now served from {args.html / 'vendor'}; "
+          f"view it with: asv preview (or any web server on {args.html})")
+    return 0
+
 
 def run_stability(args: argparse.Namespace) -> int:
     """Print the unstable benchmarks (or all) and write stability_<device>.md; returns 0."""

@@ -1,0 +1,163 @@
+"""The asv site works with no network: a real asv site, real headless Chromium, every host but 127.0.0.1 cut off.
+
+Chromium is required (Debian ``chromium``; ``make test`` installs it when it can): where it is missing
+the browser test fails rather than skips, unless ``CPBENCH_ALLOW_NO_BROWSER=1``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cpbench.errors import UserError
+from cpbench.report import site
+
+BENCH = '''
+def time_sum():
+    sum(range(10000))
+
+def track_value():
+    return 42
+track_value.unit = "bytes"
+'''
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CPBENCH_ALLOW_NO_BROWSER") == "1":
+        pytest.skip("no chromium and CPBENCH_ALLOW_NO_BROWSER=1")
+    pytest.fail("chromium is not installed: apt-get install -y chromium (make test does it where it can)")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def asv_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real asv site: a tiny project with two commits, measured by asv and published."""
+    root = tmp_path_factory.mktemp("asvproj")
+    (root / "benchmarks").mkdir()
+    (root / "benchmarks" / "__init__.py").write_text("")
+    (root / "benchmarks" / "bench_tiny.py").write_text(BENCH)
+    (root / "asv.conf.json").write_text('{"version": 1, "project": "tiny", "repo": ".", "branches": ["main"],'
+                                        ' "environment_type": "virtualenv", "benchmark_dir": "benchmarks",'
+                                        ' "results_dir": "results", "html_dir": "html"}')
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes", "--machine", "testbox"], cwd=root, check=True, capture_output=True)
+    for i in range(2):
+        _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", f"c{i}")
+        subprocess.run([*asv, "run", "--python=same", "--quick", "--machine", "testbox", "--set-commit-hash",
+                        _git(root, "rev-parse", "HEAD")], cwd=root, check=True, capture_output=True)
+    subprocess.run([*asv, "publish"], cwd=root, check=True, capture_output=True)
+    return root / "html"
+
+
+@pytest.fixture(scope="module")
+def vendor(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The vendored libraries: the project's (made at setup) or fetched now from the registry."""
+    if site.vendored(site.DEFAULT_VENDOR):
+        return site.DEFAULT_VENDOR
+    return site.vendor_assets(tmp_path_factory.mktemp("vendor"))
+
+
+@pytest.fixture()
+def served(tmp_path: Path, asv_site: Path) -> Iterator[tuple[Path, str]]:
+    """A copy of the site served on 127.0.0.1 (what asv preview does)."""
+    html = tmp_path / "html"
+    shutil.copytree(asv_site, html)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(html)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield html, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def _browse(url: str, shot: Path) -> str:
+    """Load ``url`` in headless Chromium with every host but 127.0.0.1 unresolvable; the final DOM.
+    A screenshot goes to ``shot``."""
+    common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000",
+              "--window-size=1200,900", f"--user-data-dir={shot.with_suffix('.profile')}"]  # a fresh profile: no cached page
+    subprocess.run([*common, f"--screenshot={shot}", url], check=True, capture_output=True, timeout=120)
+    out = subprocess.run([*common, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120)
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_site_draws_its_graph_offline(served: tuple[Path, str], vendor: Path, tmp_path: Path) -> None:
+    html, base = served
+    url = f"{base}/#bench_tiny.time_sum"
+    before = _browse(url, tmp_path / "cdn.png")
+    # asv's stock page: its libraries are on CDNs, so it gives up (the "swallow" error page)
+    assert "flot-base" not in before and "continental origin" in before
+
+    replaced = site.make_offline(html, vendor)
+    assert len(replaced) == len(site.ASSETS)
+    assert "https://cdn" not in (html / "index.html").read_text()
+    dom = _browse(url, tmp_path / "offline.png")
+    assert "continental origin" not in dom
+    assert 'class="flot-base"' in dom, "no graph was drawn"
+    assert "bench_tiny.time_sum" in dom
+    shot = tmp_path / "offline.png"
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("CPBENCH_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)
+
+
+def test_make_offline_refuses_unknown_cdn(tmp_path: Path, vendor: Path) -> None:
+    (tmp_path / "index.html").write_text('<script src="https://cdn.example.org/x.js"></script>')
+    with pytest.raises(UserError, match="does not vendor"):
+        site.make_offline(tmp_path, vendor)
+    with pytest.raises(UserError, match="run asv publish"):
+        site.make_offline(tmp_path / "none", vendor)
+    with pytest.raises(UserError, match="cpbench site-assets"):
+        (tmp_path / "index.html").write_text("<html></html>")
+        site.make_offline(tmp_path, tmp_path / "no-vendor")
+
+
+def test_vendor_refuses_bytes_that_do_not_match_the_pin(tmp_path: Path) -> None:
+    """A registry (here a local one) serving other bytes under a pinned version is refused; nothing is kept."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"alert('not jquery')"
+        info = tarfile.TarInfo("package/dist/jquery.min.js")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    reg = tmp_path / "registry"
+    for pkg in {p.folder: p for p, _ in site.ASSETS.values()}.values():
+        dest = reg / pkg.name / "-" / f"{pkg.name}-{pkg.version}.tgz"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(buf.getvalue())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(reg)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(UserError, match="does not match its pinned checksum"):
+            site.vendor_assets(tmp_path / "v", registry=f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    assert not any(p.is_file() for p in (tmp_path / "v").rglob("*"))
