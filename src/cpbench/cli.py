@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.report.cli",
     "cpbench.models.cli",
     "cpbench.history.cli",
+    "cpbench.measure.cli",
 )
 
 

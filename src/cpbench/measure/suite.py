@@ -89,6 +89,13 @@ FLOW_SOURCES = ["network", "ground_truth"]
 COMPRESSIONS = grid(["none", "zlib"], ["none", "zlib", "zstd", "lzw"])
 TILE_NORMS = grid([0], [0, 256])
 
+#: each parameter's default value, as asv writes it (quotes removed): the value a stage is shown at
+#: when another parameter or the size varies (tables, sweeps, report)
+PARAM_DEFAULTS = {"dataset": "synthetic", "model": "reference", "bsize": "default", "batch_size": "8",
+                  "tile_overlap": "0.1", "augment": "False", "niter": "200", "cellprob_threshold": "0.0",
+                  "flow_threshold": "0.4", "min_size": "15", "flows": "network", "tile_norm_blocksize": "0",
+                  "diameter": "13.0", "compression": "zlib"}
+
 
 #: the finest stage peak the memory probe resolves here, bytes. Measured on this machine: the same
 #: get_masks call at 256 px read 1.7 to 2.6 MB from one call to the next, at 512 px 7.3 to 10.7 MB,

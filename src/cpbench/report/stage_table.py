@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
-from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES
+from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES, PARAM_DEFAULTS
 from cpbench.report.results import Row
 from cpbench.report.stability import detection_limit
 
@@ -28,10 +28,7 @@ STAGE_ORDER: list[tuple[str, str]] = [
 ]
 
 #: the default value of each parameter that is not a table axis: one row per stage and size
-DEFAULTS = {"dataset": "synthetic", "model": "reference", "bsize": "default", "batch_size": "8", "tile_overlap": "0.1",
-            "augment": "False", "niter": "200", "cellprob_threshold": "0.0", "flow_threshold": "0.4",
-            "min_size": "15", "flows": "network", "tile_norm_blocksize": "0", "diameter": "13.0",
-            "compression": "zlib"}
+DEFAULTS = PARAM_DEFAULTS
 
 
 def _side(size: str) -> int | None:

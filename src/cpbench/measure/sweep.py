@@ -1,0 +1,117 @@
+"""The example sweeps: every stage across sizes (scaling) and every parameter at one size (sensitivity).
+
+The full grids (``CPBENCH_FULL=1``) are cartesian products: Network alone would be thousands of
+combinations. A sweep runs a chosen subset of them with stock asv, by naming the combinations in
+``asv run --bench`` (asv matches its regular expressions against ``name(param, ...)``):
+
+* ``scaling``: each stage at every size of ``sizes`` (default 256 to 4096 and the whole 3138 x 2509
+  frame; 8192 on request), every other parameter at its default (:data:`~cpbench.measure.suite.PARAM_DEFAULTS`);
+* ``params``: each stage at ``size`` (default 1024) with at most one parameter away from its default,
+  for every value of that parameter in the full grid (and the all-default baseline).
+
+The results go to their own results directory (default ``.asv/results-sweep``; asv keeps one set of
+parameter lists per benchmark and result file, so a quick run of the same commit would replace a
+full-grid one) through a copy of ``asv.conf.json`` with another ``results_dir``; ``cpbench report``
+reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from itertools import product
+from pathlib import Path
+
+from cpbench.errors import UserError
+from cpbench.measure.suite import PARAM_DEFAULTS
+
+#: sizes of the scaling sweep (pixels per side, or the whole frame): the quick grid's and beyond
+SCALING_SIZES = ["256", "512", "1024", "2048", "4096", "full"]
+#: the size of the parameter sweep
+PARAMS_SIZE = "1024"
+#: parameters held at one value in both sweeps (what is measured, not how)
+FIXED = {"dataset": "synthetic", "device": "cpu", "model": "reference", "flows": "network"}
+
+_DISCOVER = """
+import importlib, json, pkgutil, sys
+sys.path.insert(0, '.')
+import benchmarks
+out = {}
+for m in pkgutil.iter_modules(benchmarks.__path__):
+    mod = importlib.import_module('benchmarks.' + m.name)
+    for name, cls in vars(mod).items():
+        if isinstance(cls, type) and cls.__module__ == mod.__name__ and getattr(cls, 'params', None):
+            out[m.name + '.' + name] = [list(cls.param_names), [[repr(v) for v in p] for p in cls.params]]
+print(json.dumps(out))
+"""
+
+
+def discover(root: Path = Path(".")) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Benchmark classes of the full grid: ``module.Class`` -> (param names, param values as asv writes
+    them, i.e. ``repr``). Imported in a child process with ``CPBENCH_FULL=1`` (the grids are read at import)."""
+    env = {**os.environ, "CPBENCH_FULL": "1"}
+    out = subprocess.run([sys.executable, "-c", _DISCOVER], cwd=root, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserError(f"cannot import the benchmarks in {root.resolve()}/benchmarks: "
+                        f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}; "
+                        "run from the project root")
+    return {k: (v[0], v[1]) for k, v in json.loads(out.stdout).items()}
+
+
+def _plain(v: str) -> str:
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
+
+
+def _fixed_ok(names: list[str], combo: Sequence[str]) -> bool:
+    return all(_plain(v) == FIXED[n] for n, v in zip(names, combo) if n in FIXED)
+
+
+def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]],
+                 sizes: Sequence[str] = SCALING_SIZES, size: str = PARAMS_SIZE) -> dict[str, list[tuple[str, ...]]]:
+    """The parameter combinations (asv's ``repr`` strings) of each class that sweep ``kind`` runs.
+
+    ``scaling``: size in ``sizes``, the rest at defaults; classes without a size are left out.
+    ``params``: size ``size`` (or no size parameter), at most one swept parameter off its default
+    (the all-default combination is the baseline the others are compared with)."""
+    if kind not in ("scaling", "params"):
+        raise UserError(f"unknown sweep {kind!r}: choose scaling or params")
+    chosen: dict[str, list[tuple[str, ...]]] = {}
+    for cls, (names, values) in sorted(classes.items()):
+        if kind == "scaling" and "size" not in names:
+            continue
+        if kind == "params" and not any(n in PARAM_DEFAULTS and n not in FIXED for n in names):
+            continue  # nothing to sweep
+        picked = []
+        for combo in product(*values):
+            if not _fixed_ok(names, combo):
+                continue
+            plain = {n: _plain(v) for n, v in zip(names, combo)}
+            off = [n for n in names if n in PARAM_DEFAULTS and plain[n] != PARAM_DEFAULTS[n]]
+            if kind == "scaling" and plain["size"] in sizes and not off:
+                picked.append(combo)
+            elif kind == "params" and plain.get("size", size) == size and len(off) <= 1:
+                picked.append(combo)
+        if picked:
+            chosen[cls] = picked
+    return chosen
+
+
+def bench_regexes(chosen: dict[str, list[tuple[str, ...]]], methods: str = r"\w+") -> list[str]:
+    """``asv run --bench`` expressions naming exactly ``chosen`` (every method of the class matching
+    ``methods``)."""
+    return [f"^{re.escape(cls)}\\.{methods}\\({re.escape(', '.join(combo))}\\)$"
+            for cls, combos in chosen.items() for combo in combos]
+
+
+def sweep_config(conf: Path, results_dir: str, out: Path) -> Path:
+    """A copy of asv config ``conf`` (JSON with // comments) with ``results_dir`` replaced; written to ``out``."""
+    text = conf.read_text()
+    new, n = re.subn(r'"results_dir"\s*:\s*"[^"]*"', f'"results_dir": {json.dumps(results_dir)}', text)
+    if n != 1:
+        raise UserError(f"{conf} has no single \"results_dir\" entry to replace")
+    out.write_text(new)
+    return out

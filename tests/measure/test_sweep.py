@@ -1,0 +1,77 @@
+"""The sweeps name exactly the combinations they promise, in asv's own matching."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from cpbench.errors import UserError
+from cpbench.measure import sweep
+
+CLASSES = {
+    "bench_x.Net": (["dataset", "size", "device", "batch_size", "augment"],
+                    [["'synthetic'", "'LUNG-1-LN'"], ["'256'", "'1024'", "'4096'", "'full'"], ["'cpu'", "'cuda'"],
+                     ["1", "8", "32"], ["False", "True"]]),
+    "bench_x.Write": (["size", "compression"], [["'1024'", "'4096'"], ["'none'", "'zlib'"]]),
+    "bench_x.Read": (["dataset", "method"], [["'synthetic'"], ["'a'", "'b'"]]),
+}
+
+
+def _asv_names(classes: dict) -> list[str]:
+    """What asv matches --bench against: ``name(param0, param1, ...)`` (asv.benchmarks.Benchmarks)."""
+    out = []
+    for cls, (_, values) in classes.items():
+        for combo in itertools.product(*values):
+            out.append(f"{cls}.time_stage({', '.join(combo)})")
+    return out
+
+
+def _selected(regexes: list[str], classes: dict) -> set[str]:
+    return {n for n in _asv_names(classes) if any(re.search(r, n) for r in regexes)}
+
+
+def test_scaling_selects_sizes_at_defaults() -> None:
+    chosen = sweep.combinations("scaling", CLASSES, sizes=["4096", "full"])
+    assert _selected(sweep.bench_regexes(chosen), CLASSES) == {
+        "bench_x.Net.time_stage('synthetic', '4096', 'cpu', 8, False)",
+        "bench_x.Net.time_stage('synthetic', 'full', 'cpu', 8, False)",
+        "bench_x.Write.time_stage('4096', 'zlib')",
+    }
+
+
+def test_params_varies_one_parameter_at_a_time() -> None:
+    chosen = sweep.combinations("params", CLASSES, size="1024")
+    assert _selected(sweep.bench_regexes(chosen), CLASSES) == {
+        "bench_x.Net.time_stage('synthetic', '1024', 'cpu', 8, False)",  # the baseline
+        "bench_x.Net.time_stage('synthetic', '1024', 'cpu', 1, False)",
+        "bench_x.Net.time_stage('synthetic', '1024', 'cpu', 32, False)",
+        "bench_x.Net.time_stage('synthetic', '1024', 'cpu', 8, True)",
+        "bench_x.Write.time_stage('1024', 'none')",
+        "bench_x.Write.time_stage('1024', 'zlib')",
+    }
+    only_time = sweep.bench_regexes(chosen, methods="time_stage")
+    assert not re.search(only_time[0], "bench_x.Net.peakmem_stage('synthetic', '1024', 'cpu', 8, False)")
+
+
+def test_real_benchmarks_discovered_with_full_grids() -> None:
+    classes = sweep.discover(Path(__file__).resolve().parents[2])
+    names, values = classes["bench_network.Network"]
+    assert names[:3] == ["dataset", "size", "device"] and "'8192'" in values[1] and "'full'" in values[1]
+    chosen = sweep.combinations("scaling", classes)
+    assert {"bench_network.Network", "bench_eval.EndToEnd", "bench_masks.MaskRecovery"} <= set(chosen)
+    assert all(len(c) == 6 for c in chosen.values())  # 256 ... 4096 and the whole frame, one combination each
+
+
+def test_bad_sweep_and_config(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown sweep"):
+        sweep.combinations("everything", CLASSES)
+    conf = tmp_path / "asv.conf.json"
+    conf.write_text('{\n // comment\n "results_dir": ".asv/results",\n "html_dir": ".asv/html"}')
+    out = sweep.sweep_config(conf, ".asv/results-sweep", tmp_path / "asv.sweep.json")
+    assert '"results_dir": ".asv/results-sweep"' in out.read_text() and "// comment" in out.read_text()
+    conf.write_text("{}")
+    with pytest.raises(UserError, match="results_dir"):
+        sweep.sweep_config(conf, "x", tmp_path / "y.json")
