@@ -9,10 +9,15 @@ from typing import Any
 
 def register(sub: Any) -> None:
     """Add the ``report`` sub-command."""
-    p = sub.add_parser("report", help="tables and plots of stage costs from the asv results",
-                       description="Read asv results (asv's results API) and write, per device, "
+    p = sub.add_parser("report", help="guidelines, plots and tables from the asv results",
+                       description="Read asv results (asv's results API; every machine, environment and commit) "
+                                   "and write guidelines.md and a self-contained guidelines.html (scaling models, "
+                                   "breakdown, parameter effects, history across Cellpose commits, CPU vs GPU, "
+                                   "will-it-fit for the challenge images) with their PNG figures, and per device "
                                    "stage_table_<device>.md and stage_costs_<device>.png.")
-    p.add_argument("--results", type=Path, default=Path(".asv/results"), help="asv results directory")
+    p.add_argument("--results", type=Path, action="append", default=None,
+                   help="asv results directory; repeat for several (default: .asv/results and, when present, "
+                        ".asv/results-sweep from cpbench sweep)")
     p.add_argument("--machine", help="asv machine name (default: every machine found)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
     p.set_defaults(func=run)
@@ -93,18 +98,23 @@ def run_stability(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the tables and plots; print the tables."""
+    """Write the guidelines document, the tables and the plots; print the tables."""
+    from cpbench.errors import UserError
     from cpbench.io.files import write_text
+    from cpbench.report.build import write_guidelines
     from cpbench.report.plots import stage_costs_png
     from cpbench.report.results import latest, load_rows
     from cpbench.report.stage_table import stage_table, to_markdown
 
-    rows = latest(load_rows(args.results, args.machine))
+    dirs = args.results or [d for d in (Path(".asv/results"), Path(".asv/results-sweep")) if d.exists()]
+    if not dirs:
+        raise UserError("no asv results in .asv/results; run the suite first (make demo), or pass --results DIR")
+    rows = [r for d in dirs for r in load_rows(d, args.machine)]
     args.out.mkdir(parents=True, exist_ok=True)
+    newest = latest(rows)
     machine = args.machine or ", ".join(sorted({r.machine for r in rows}))
-    wrote = 0
     for device in ("cpu", "cuda"):
-        table = stage_table(rows, device)
+        table = stage_table(newest, device)
         if not any(t["seconds"] for t in table):
             continue
         md = to_markdown(table, device)
@@ -113,9 +123,6 @@ def run(args: argparse.Namespace) -> int:
                               f"Cellpose stage costs on {device} ({machine})")
         print(md)
         print(f"wrote {args.out / f'stage_table_{device}.md'} and {png}")
-        wrote += 1
-    if not wrote:
-        from cpbench.errors import UserError
-
-        raise UserError(f"the results in {args.results} hold no stage timings; run the suite first")
+    md_path, html_path = write_guidelines(rows, dirs, args.out)
+    print(f"wrote {md_path} and {html_path} (figures in {args.out})")
     return 0

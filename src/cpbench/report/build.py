@@ -1,0 +1,73 @@
+"""Assemble ``guidelines.md`` / ``guidelines.html`` from asv result rows (see :mod:`cpbench.report.guidelines`)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cpbench.report import guidelines as g
+from cpbench.report.document import Section, write_document
+from cpbench.report.results import Row
+from cpbench.report.select import commit_label, commit_names, devices, scaling_snapshot
+
+
+def machine_info(results_dirs: list[Path], machine: str) -> dict[str, str]:
+    """asv's ``machine.json`` of ``machine`` (cpu, num_cpu, ram in bytes, os), from the first directory holding it."""
+    for d in results_dirs:
+        path = Path(d) / machine / "machine.json"
+        if path.is_file():
+            return {k: str(v) for k, v in json.loads(path.read_text()).items()}
+    return {}
+
+
+def _ram(info: dict[str, str]) -> float | None:
+    text = info.get("ram", "")
+    return float(text) if text.isdigit() else None
+
+
+def _describe(info: dict[str, str], machine: str) -> str:
+    ram = _ram(info)
+    return (f"machine {machine} ({info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs"
+            + (f", {ram / 1e9:.1f} GB RAM" if ram else "") + ")")
+
+
+def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
+                     history_repo: Path = Path("data/cellpose")) -> tuple[Path, Path]:
+    """Write the document and its figures into ``out``; returns (markdown, html) paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = commit_names(history_repo)
+    measured = sum(r.value is not None for r in rows)
+    preamble = [
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by cpbench report from "
+        f"{', '.join(str(d) for d in results_dirs)}: {measured} measured values, {len(rows) - measured} not "
+        "measured (skipped where a release, device, model or memory does not allow the combination, or failed).",
+        "Every statement below is computed from these results; sizes are in pixels per side (full = the "
+        "3138 x 2509 exemplar-001 frame), MP = megapixels, MB = 1e6 bytes, GB = 1e9 bytes.",
+    ]
+    commits = Counter(commit_label(r.commit, names) for r in rows if r.value is not None)
+    preamble.append("Results per Cellpose commit: " + ", ".join(f"{c}: {n}" for c, n in sorted(commits.items())) + ".")
+    sections: list[Section] = []
+    snap = scaling_snapshot(rows)
+    if snap is None:
+        sections.append(Section("Scaling with image size", missing=["no stage measured at several sizes"]))
+        return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble, sections)
+    info = machine_info(results_dirs, snap.machine)
+    label = f"{_describe(info, snap.machine)}, Cellpose {commit_label(snap.commit, names)}"
+    preamble.append(f"Scaling, breakdown and projections: {label}, asv environment {snap.env}.")
+    snap_rows = snap.rows(rows)
+    fits = {}
+    for device in devices(snap_rows):
+        sec, by = g.scaling_section(snap_rows, snap, label, out, device)
+        sections.append(sec)
+        if device == "cpu":
+            fits = by
+        sections.append(g.breakdown_section(snap_rows, label, out, device))
+    machine_rows = [r for r in rows if r.machine == snap.machine]
+    sections.append(g.sensitivity_section(machine_rows, out))
+    sections.append(g.history_section(machine_rows, names, out))
+    sections.append(g.device_section(machine_rows, out))
+    sections.append(g.fit_section(fits, snap_rows, _ram(info), label, out))
+    summary = Section("Guidelines", statements=[s.statements[0] for s in sections if s.statements])
+    return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble, [summary, *sections])

@@ -1,0 +1,305 @@
+"""Build the guideline sections from asv result rows: every statement is computed from the rows.
+
+Sections: scaling (fitted cost models), breakdown per size and device, parameter sensitivity,
+history across Cellpose commits, CPU vs GPU, and "will it fit" for the three challenge images.
+A section whose data is absent says what is missing and how to measure it.
+
+Units in the text: seconds (s), megapixels (MP = 1e6 pixels), megabytes (MB = 1e6 bytes), GB = 1e9 bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from cpbench.fetch.catalogue import IMAGES
+from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES
+from cpbench.report import figures
+from cpbench.report.costmodel import CostFit, fit_cost, pixels_at, project
+from cpbench.report.document import Section
+from cpbench.report.results import Row
+from cpbench.report.select import (
+    AP,
+    GPU_PEAK,
+    PROCESS_PEAK,
+    STAGE_PEAK,
+    TIME,
+    Snapshot,
+    commit_label,
+    off_defaults,
+    parameter_changes,
+    pixels,
+    series,
+)
+from cpbench.report.stage_table import STAGE_ORDER
+
+#: single stages (composites excluded) in stage-map order: what the breakdown stacks
+SINGLE = [(b, lab) for b, lab in STAGE_ORDER if b not in ("bench_masks.MaskRecovery", "bench_eval.EndToEnd")]
+END_TO_END = "bench_eval.EndToEnd"
+#: a change across commits counts when the ratio leaves [1/(1+NOISE), 1+NOISE] (asv's own 10 % rule)
+NOISE = 0.10
+
+
+def _s(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def size_text(size: str) -> str:
+    """``1024 px`` or, for ``full``, ``the whole frame``."""
+    return "the whole frame" if size == "full" else f"{size} px"
+
+
+def _err(e: float | None) -> str:
+    return "n/a (2 sizes)" if e is None else f"{e:.0%}"
+
+
+def scaling_section(rows: list[Row], snap: Snapshot, label: str, out: Path, device: str) -> tuple[Section, dict]:
+    """Fitted time and stage-peak models per stage; returns the section and {benchmark: {time, memory}} fits."""
+    sec = Section(f"Scaling with image size ({device})")
+    data: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    fits: dict[str, dict[str, CostFit | None]] = {}
+    table = [["stage", "sizes, MP", "fixed s", "s per MP", "time exponent", "time fit error",
+              "fixed MB", "bytes per pixel", "memory exponent", "memory fit error"]]
+    by_bench: dict[str, dict[str, CostFit | None]] = {}
+    for bench, name in STAGE_ORDER:
+        t = series(rows, bench, TIME, device)
+        m = [(p, v) for p, v in series(rows, bench, STAGE_PEAK, device) if v > MEMORY_RESOLUTION_BYTES]
+        if not t:
+            continue
+        data[name] = {"time": t, "memory": m}
+        ft, fm = fit_cost(t, "seconds"), fit_cost(m, "bytes")
+        fits[name] = by_bench[bench] = {"time": ft, "memory": fm}
+        sizes = f"{t[0][0] / 1e6:.3g}-{t[-1][0] / 1e6:.3g} ({len(t)})"
+        row = [name, sizes]
+        row += [_s(ft.fixed), _s(ft.per_megapixel), f"{ft.exponent:.2f}", _err(ft.linear_error)] if ft else ["", "", "", ""]
+        row += ([_s(fm.fixed / 1e6), f"{fm.per_pixel:.1f}", f"{fm.exponent:.2f}", _err(fm.linear_error)] if fm
+                else ["", f"below {MEMORY_RESOLUTION_BYTES / 2**20:g} MiB" if t else "", "", ""])
+        table.append(row)
+        if ft is None:
+            sec.missing.append(f"{name}: one size only, no model")
+    if len(table) == 1:
+        sec.missing.append("no stage measured at default parameters; run: cpbench sweep scaling")
+        return sec, by_bench
+    sec.table = table
+    sec.figure = figures.scaling_png(data, fits, out / f"scaling_{device}.png", f"Stage cost vs image size, {label}")
+    grows = sorted(((n, f["time"]) for n, f in fits.items() if f["time"]), key=lambda x: -x[1].per_pixel)
+    if grows:
+        n, f = grows[0]
+        sec.statements.append(f"The costliest stage per pixel is {n}: {_s(f.per_megapixel)} s per megapixel "
+                              f"(+{_s(f.fixed)} s fixed; exponent {f.exponent:.2f}, fit error {_err(f.linear_error)}).")
+    superlin = [(n, f["time"]) for n, f in fits.items() if f["time"] and f["time"].n > 2 and f["time"].exponent > 1.15]
+    for n, f in superlin:
+        sec.statements.append(f"{n} grows faster than the image: time ~ pixels^{f.exponent:.2f} over "
+                              f"{f.min_pixels / 1e6:.3g}-{f.max_pixels / 1e6:.3g} MP.")
+    mem = sorted(((n, f["memory"]) for n, f in fits.items() if f["memory"]), key=lambda x: -x[1].per_pixel)
+    if mem:
+        sec.statements.append("Bytes per pixel of the stage peaks (slope of the fit): " + "; ".join(
+            f"{n} {f.per_pixel:.0f}" for n, f in mem[:6]) + ".")
+    return sec, by_bench
+
+
+def breakdown_section(rows: list[Row], label: str, out: Path, device: str) -> Section:
+    """Per size: stacked seconds and stage peaks of the single stages; which stage dominates."""
+    sec = Section(f"Where the time goes, per image size ({device})")
+    cells: dict[int, dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
+    names: dict[int, str] = {}
+    for bench, name in SINGLE + [(END_TO_END, "end to end (eval)")]:
+        t = dict(series(rows, bench, TIME, device))
+        m = dict(series(rows, bench, STAGE_PEAK if bench != END_TO_END else PROCESS_PEAK, device))
+        for px in t:
+            cells[px][name] = (t[px], m.get(px))
+    for r in rows:
+        px = pixels(r.params)
+        if px is not None:
+            names.setdefault(px, r.params["size"])
+    sizes = sorted(px for px in cells if any(k != "end to end (eval)" for k in cells[px]))
+    if not sizes:
+        sec.missing.append("no single stage measured; run the quick suite or cpbench sweep scaling")
+        return sec
+    stages = [n for _, n in SINGLE if any(n in cells[px] for px in sizes)]
+    secs = {st: [cells[px].get(st, (0.0, None))[0] or 0.0 for px in sizes] for st in stages}
+    peaks = {st: [(cells[px].get(st, (None, None))[1] or 0.0) / 1e6 for px in sizes] for st in stages}
+    proc = [((cells[px].get("end to end (eval)") or (None, None))[1] or 0) / 1e6 or None for px in sizes]
+    sec.figure = figures.breakdown_png([names[px] for px in sizes], stages, secs, peaks, proc,
+                                       out / f"breakdown_{device}.png", f"Stage breakdown, {label}")
+    table = [["size", "megapixels", "dominant stage", "its share of stage time", "stage time sum, s",
+              "end-to-end eval, s", "end-to-end process peak, MB"]]
+    for i, px in enumerate(sizes):
+        total = sum(secs[st][i] for st in stages)
+        top = max(stages, key=lambda st: secs[st][i])
+        e2e = cells[px].get("end to end (eval)", (None, None))
+        table.append([names[px], f"{px / 1e6:.3g}", top, f"{secs[top][i] / total:.0%}" if total else "",
+                      _s(total), _s(e2e[0]) if e2e[0] else "", f"{e2e[1] / 1e6:.0f}" if e2e[1] else ""])
+        sec.statements.append(f"At {size_text(names[px])} ({px / 1e6:.3g} MP) {top} takes {secs[top][i] / total:.0%} of the "
+                              f"summed stage time ({_s(secs[top][i])} s of {_s(total)} s).")
+        missing = [st for st in stages if st not in cells[px]]
+        if missing:
+            sec.missing.append(f"{names[px]} px: not measured: {', '.join(missing)}")
+    sec.table = table
+    return sec
+
+
+def sensitivity_section(rows: list[Row], out: Path) -> Section:
+    """Each parameter's effect on time, stage peak and AP of the stages it touches (one at a time)."""
+    sec = Section("What each parameter buys or costs")
+    changes = parameter_changes(rows)
+    by: dict[tuple[str, str, str, str, str], dict[str, float]] = defaultdict(dict)
+    for c in changes:
+        by[(c.stage, c.param, c.value, c.size, c.device)][c.measure] = c.ratio
+        if c.measure == AP:
+            by[(c.stage, c.param, c.value, c.size, c.device)]["ap"] = c.measured
+            by[(c.stage, c.param, c.value, c.size, c.device)]["ap0"] = c.baseline
+    if not by:
+        sec.missing.append("no one-parameter-off measurements with a baseline; run: cpbench sweep params")
+        return sec
+    names = dict(STAGE_ORDER)
+    table = [["stage", "parameter", "size", "device", "time ratio", "stage peak ratio", "AP@0.5 (default)"]]
+    bars = []
+    for (stage, param, value, size, device), d in sorted(by.items()):
+        if TIME not in d:
+            continue
+        ap = f"{d['ap']:.3f} ({d['ap0']:.3f})" if "ap" in d else ""
+        label = f"{names.get(stage, stage)}: {param}={value}"
+        table.append([names.get(stage, stage), f"{param}={value}", size, device, f"{d[TIME]:.2f}",
+                      f"{d[STAGE_PEAK]:.2f}" if STAGE_PEAK in d else "", ap])
+        bars.append((f"{label} ({size})", d[TIME], d.get(STAGE_PEAK), f"AP {ap}" if ap else ""))
+    sec.table = table
+    sec.figure = figures.sensitivity_png(bars, out / "sensitivity.png",
+                                         "Parameter effects (one parameter off its default at a time)")
+    largest: dict[tuple[str, str, str, str], str] = {}  # the statement quotes the largest size measured
+    for (stage, param, value, size, device) in by:
+        k = (stage, param, value, device)
+        if k not in largest or (pixels({"size": size}) or 0) > (pixels({"size": largest[k]}) or 0):
+            largest[k] = size
+    best: dict[str, tuple[float, str]] = {}
+    for (stage, param, value, device), size in largest.items():
+        d = by[(stage, param, value, size, device)]
+        if TIME not in d or abs(math.log(d[TIME])) < math.log(1 + NOISE) and abs(math.log(d.get(STAGE_PEAK, 1.0))) < \
+                math.log(1 + NOISE):
+            continue  # within noise: no statement
+        if param not in best or abs(math.log(d[TIME])) > abs(math.log(best[param][0])):
+            best[param] = (d[TIME], f"{param}={value} multiplies {names.get(stage, stage)} time by {d[TIME]:.2f}"
+                           + (f" and its stage peak by {d[STAGE_PEAK]:.2f}" if STAGE_PEAK in d else "")
+                           + (f"; AP@0.5 {d['ap0']:.3f} -> {d['ap']:.3f}" if "ap" in d else "")
+                           + f" ({size_text(size)}, {device})")
+    sec.statements = [text for _, text in sorted(best.values(), key=lambda b: -abs(math.log(b[0])))]
+    return sec
+
+
+def history_section(rows: list[Row], names: dict[str, str], out: Path, device: str = "cpu") -> Section:
+    """Each stage across Cellpose commits (commit-date order) at one size, changes beyond noise marked."""
+    sec = Section("Across Cellpose commits and releases")
+    per: dict[tuple[str, str], dict[str, tuple[int, float]]] = defaultdict(dict)  # (stage, size) -> commit -> value
+    for r in rows:
+        if r.measure != TIME or r.value is None or r.params.get("device", "cpu") != device:
+            continue
+        off = off_defaults(r)
+        if off and off != ["model"]:
+            continue
+        key = r.stage + (f" (model={r.params['model']})" if off else "")
+        per[(key, r.params.get("size", ""))][r.commit] = (r.date, r.value)
+    sizes = defaultdict(int)
+    for (_, size), by in per.items():
+        sizes[size] = max(sizes[size], len(by))
+    if not sizes or max(sizes.values()) < 2:
+        sec.missing.append("fewer than two commits measured; run e.g. asv run --quick \"v3.1.0^!\" and another release")
+        return sec
+    size = max(sizes, key=lambda s: (sizes[s], s == "1024"))
+    commits = sorted({c: d for (_, sz), by in per.items() if sz == size for c, (d, _) in by.items()}.items(),
+                     key=lambda kv: kv[1])
+    labels = [commit_label(c, names) for c, _ in commits]
+    stage_names = dict(STAGE_ORDER)
+    lines, marks = {}, {}
+    for (key, sz), by in sorted(per.items()):
+        if sz != size or len(by) < 2:
+            continue
+        base = key.split(" (")[0]
+        name = stage_names.get(base, base) + (key[len(base):] if key != base else "")
+        vals = [by[c][1] if c in by else None for c, _ in commits]
+        lines[name] = vals
+        marks[name] = []
+        prev = None
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            if prev is not None and not (1 / (1 + NOISE) <= v / vals[prev] <= 1 + NOISE):
+                marks[name].append(i)
+                sec.statements.append(f"{name} at {size_text(size)}: {labels[prev]} -> {labels[i]}: "
+                                      f"{_s(vals[prev])} s -> {_s(v)} s ({v / vals[prev]:.2f}x).")
+            prev = i
+    sec.figure = figures.history_png(labels, lines, marks, out / "history.png",
+                                     f"Stage time across Cellpose commits at {size} px ({device})")
+    sec.table = [["stage", *labels]] + [[n, *("" if v is None else _s(v) for v in vals)] for n, vals in lines.items()]
+    if not sec.statements:
+        sec.statements.append(f"No stage changed by more than {NOISE:.0%} between consecutive commits at {size} px.")
+    return sec
+
+
+def device_section(rows: list[Row], out: Path) -> Section:
+    """CPU against CUDA where both were measured at the same parameters."""
+    sec = Section("CPU vs GPU")
+    vals: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r.measure == TIME and r.value is not None and "device" in r.params and not off_defaults(r):
+            vals[(r.stage, r.params.get("size", ""), r.commit)][r.params["device"]] = r.value
+    both = [(k, v) for k, v in sorted(vals.items()) if "cpu" in v and "cuda" in v]
+    if not both:
+        sec.missing.append("no stage measured on both CPU and CUDA: run the suite on a GPU machine "
+                           "(asv run --launch-method spawn)")
+        return sec
+    names = dict(STAGE_ORDER)
+    rows_ = [(f"{names.get(s, s)} {size}", v["cpu"], v["cuda"]) for (s, size, _), v in both]
+    sec.figure = figures.device_png(rows_, out / "cpu_vs_gpu.png", "Wall time on CPU and CUDA")
+    sec.table = [["stage size", "cpu s", "cuda s", "speed-up"]] + [
+        [n, _s(c), _s(g), f"{c / g:.1f}x"] for n, c, g in rows_]
+    top = max(rows_, key=lambda r: r[1] / r[2])
+    sec.statements.append(f"The largest GPU speed-up: {top[0]}, {top[1] / top[2]:.1f}x ({_s(top[1])} s -> {_s(top[2])} s).")
+    return sec
+
+
+def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram: float | None, label: str,
+                out: Path) -> Section:
+    """Projected whole-image eval time and process peak for the challenge images, against the RAM."""
+    sec = Section("Will it fit? Whole-image Cellpose on the challenge images")
+    t = (fits.get(END_TO_END) or {}).get("time")
+    mem = fit_cost(series(rows, END_TO_END, PROCESS_PEAK), "bytes")
+    if t is None or mem is None:
+        sec.missing.append("end-to-end eval measured at fewer than two sizes (time and process peak); "
+                           "run: cpbench sweep scaling")
+        return sec
+    table = [["image", "nuclear channel, MP", "extrapolation", "time, h (range)", "process peak, GB (range)",
+              "fits in RAM"]]
+    hours, gb, shown = [], [], []
+    for img in IMAGES.values():
+        px = img.shape[1] * img.shape[2]
+        pt, pm = project(t, px), project(mem, px)
+        fits_ram = "" if ram is None else ("yes" if pm.high < ram else "no" if pm.low > ram else "uncertain")
+        table.append([img.name, f"{px / 1e6:.1f}", f"{pt.extrapolation:.1f}x",
+                      f"{pt.value / 3600:.2g} ({pt.low / 3600:.2g}-{pt.high / 3600:.2g})",
+                      f"{pm.value / 1e9:.3g} ({pm.low / 1e9:.3g}-{pm.high / 1e9:.3g})", fits_ram])
+        hours.append((pt.value / 3600, pt.low / 3600, pt.high / 3600))
+        gb.append((pm.value / 1e9, pm.low / 1e9, pm.high / 1e9))
+        shown.append(img.name)
+        sec.statements.append(
+            f"{img.name} ({px / 1e6:.1f} MP, {pt.extrapolation:.0f}x the largest image measured): whole-image eval "
+            f"~{pt.value / 3600:.2g} h ({pt.low / 3600:.2g}-{pt.high / 3600:.2g}) and a process peak of "
+            f"~{pm.value / 1e9:.3g} GB ({pm.low / 1e9:.3g}-{pm.high / 1e9:.3g})"
+            + ("" if ram is None else f"; RAM {ram / 1e9:.1f} GB: {fits_ram}") + ".")
+    if ram is not None:
+        limit = pixels_at(mem, ram)
+        if limit:
+            sec.statements.insert(0, f"Whole-image eval first exceeds this machine's {ram / 1e9:.1f} GB of RAM at "
+                                     f"~{limit / 1e6:.0f} MP (a {math.sqrt(limit):.0f} px square), by the fitted "
+                                     f"{mem.per_pixel:.0f} bytes per pixel + {mem.fixed / 1e6:.0f} MB; beyond it, "
+                                     "segment in blocks.")
+    sec.statements.append(f"Models fitted on {t.n} sizes, {t.min_pixels / 1e6:.3g}-{t.max_pixels / 1e6:.3g} MP "
+                          f"(time fit error {_err(t.linear_error)}, memory {_err(mem.linear_error)}); ranges span "
+                          "the linear and power-law models widened by their fit errors.")
+    gpu = fit_cost(series(rows, END_TO_END, GPU_PEAK, "cuda"), "bytes")
+    if gpu is None:
+        sec.missing.append("GPU memory of end-to-end eval not measured at two sizes (needs a CUDA machine)")
+    sec.table = table
+    sec.figure = figures.fit_png(shown, hours, gb, None if ram is None else ram / 1e9, t.max_pixels / 1e6,
+                                 out / "will_it_fit.png", f"Projected whole-image Cellpose, {label}")
+    return sec

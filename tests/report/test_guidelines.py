@@ -1,0 +1,168 @@
+"""cpbench report's guidelines on crafted asv results with planted costs (written with asv's own
+results API): fitted models, generated statements, figures and what is missing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpbench.report import costmodel
+
+MACHINE = "box"
+RAM = 16_000_000_000
+SIZES = ["256", "512", "1024", "2048", "full"]
+PX = {"256": 256**2, "512": 512**2, "1024": 1024**2, "2048": 2048**2, "full": 3138 * 2509}
+
+#: planted costs: seconds = fixed + s_per_px * px; bytes = fixed + bpp * px
+NET_T, NET_M = (0.5, 2e-6), (50e6, 40.0)
+E2E_T, E2E_P = (1.0, 20e-6), (300e6, 700.0)
+MASK_T = (0.01, 0.3e-6)
+
+
+def _lin(c: tuple[float, float], px: int) -> float:
+    return c[0] + c[1] * px
+
+
+def _write(results: Path, commit: str, date: int, benches: dict[str, tuple[list[str], list[list[str]], list]]) -> None:
+    """One asv result file (asv.results.Results) plus benchmarks.json and machine.json."""
+    from asv import runner
+    from asv.results import Results
+
+    meta_path = results / "benchmarks.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"version": 2}
+    res = Results({"machine": MACHINE, "python": "3.11"}, {}, commit, date, "3.11", "existing-py", {})
+    for name, (names, params, values) in benches.items():
+        unit = "seconds" if ".time_" in name else "AP@0.5" if "ap50" in name else "bytes"
+        bench = {"name": name, "params": params, "param_names": names, "version": "1", "unit": unit,
+                 "type": "time" if unit == "seconds" else "track"}
+        meta[name] = bench
+        res.add_result(bench, runner.BenchmarkResult(result=values, samples=[None if v is None else [v] for v in values],
+                                                     number=[1] * len(values), errcode=0, stderr="", profile=None))
+    (results / MACHINE).mkdir(parents=True, exist_ok=True)
+    (results / MACHINE / "machine.json").write_text(json.dumps(
+        {"machine": MACHINE, "cpu": "Test CPU", "num_cpu": "2", "ram": str(RAM), "os": "Linux", "arch": "x86_64",
+         "version": 1}))
+    res.save(str(results))
+    meta_path.write_text(json.dumps(meta))
+
+
+def _grid(names: list[str], params: list[list[str]], value) -> tuple[list[str], list[list[str]], list]:
+    quoted = [[f"'{v}'" if not re.fullmatch(r"[-\d.]+|True|False", v) else v for v in p] for p in params]
+    plain = [dict(zip(names, combo)) for combo in itertools.product(*params)]
+    return names, quoted, [value(p) for p in plain]
+
+
+def _crafted(results: Path, get_masks_factor: float = 1.0, commit: str = "a" * 40, date: int = 1_700_000_000_000,
+             sizes: list[str] = SIZES) -> None:
+    net = (["dataset", "size", "device", "model", "bsize", "batch_size", "tile_overlap", "augment"],
+           [["synthetic"], sizes, ["cpu", "cuda"], ["reference"], ["default"], ["8", "32"], ["0.1"], ["False"]])
+
+    def net_t(p):
+        if p["device"] == "cuda":
+            return None
+        return _lin(NET_T, PX[p["size"]]) * (0.8 if p["batch_size"] == "32" else 1.0)
+
+    def net_m(p):
+        if p["device"] == "cuda":
+            return None
+        return _lin(NET_M, PX[p["size"]]) * (1.5 if p["batch_size"] == "32" else 1.0)
+
+    e2e = (["dataset", "size", "device", "model", "diameter"], [["synthetic"], sizes, ["cpu"], ["reference"], ["13.0"]])
+    masks = (["dataset", "size", "flows", "device"], [["synthetic"], sizes, ["network"], ["cpu"]])
+    _write(results, commit, date, {
+        "bench_network.Network.time_stage": _grid(*net, net_t),
+        "bench_network.Network.track_stage_peak_bytes": _grid(*net, net_m),
+        "bench_eval.EndToEnd.time_stage": _grid(*e2e, lambda p: _lin(E2E_T, PX[p["size"]])),
+        "bench_eval.EndToEnd.peakmem_stage": _grid(*e2e, lambda p: _lin(E2E_P, PX[p["size"]])),
+        "bench_masks.GetMasks.time_stage": _grid(*masks, lambda p: _lin(MASK_T, PX[p["size"]]) * get_masks_factor),
+        "bench_masks.GetMasks.track_stage_peak_bytes": _grid(*masks, lambda p: None),  # failed: nothing recorded
+    })
+
+
+def test_cost_model_recovers_planted_values() -> None:
+    pts = [(PX[s], _lin(NET_T, PX[s])) for s in SIZES]
+    fit = costmodel.fit_cost(pts)
+    assert fit is not None and fit.n == 5
+    assert fit.fixed == pytest.approx(NET_T[0], rel=1e-6) and fit.per_megapixel == pytest.approx(2.0, rel=1e-6)
+    assert fit.linear_error == pytest.approx(0.0, abs=1e-9)
+    power = costmodel.fit_cost([(p, 3e-7 * p**1.3) for p, _ in pts])
+    assert power.exponent == pytest.approx(1.3, rel=1e-6) and power.power_error == pytest.approx(0.0, abs=1e-9)
+    proj = costmodel.project(fit, 100 * PX["full"])
+    assert proj.extrapolation == pytest.approx(100.0) and proj.low <= proj.value <= proj.high
+    assert costmodel.fit_cost(pts[:1]) is None
+    assert costmodel.pixels_at(fit, 10.5) == pytest.approx(5e6)
+
+
+def test_guidelines_state_the_planted_numbers(tmp_path: Path) -> None:
+    from cpbench.cli import main
+
+    results, out = tmp_path / "results", tmp_path / "reports"
+    _crafted(results)
+    _crafted(results, get_masks_factor=2.0, commit="b" * 40, date=1_710_000_000_000)
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    md = (out / "guidelines.md").read_text()
+    # scaling table: planted s/MP, fixed s and bytes per pixel of the network
+    row = next(line for line in md.splitlines() if line.startswith("| 5 network |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(NET_T[1] * 1e6, rel=1e-3)
+    assert float(cells[2]) == pytest.approx(NET_T[0], rel=1e-3)
+    assert float(cells[7]) == pytest.approx(NET_M[1], rel=1e-3)
+    assert cells[4] == f"{costmodel.fit_cost([(PX[s], _lin(NET_T, PX[s])) for s in SIZES]).exponent:.2f}"
+    # will it fit: the RAM limit from the planted end-to-end process peak
+    limit = (RAM - E2E_P[0]) / E2E_P[1]
+    assert f"~{limit / 1e6:.0f} MP (a {np.sqrt(limit):.0f} px square)" in md
+    wd = 27120 * 26139
+    assert f"~{_lin(E2E_T, wd) / 3600:.2g} h" in md and f"~{_lin(E2E_P, wd) / 1e9:.3g} GB" in md
+    # parameter effect and history change, as planted
+    assert "batch_size=32 multiplies 5 network time by 0.80 and its stage peak by 1.50 (the whole frame, cpu)" in md
+    assert re.search(r"8 get_masks at 1024 px: aaaaaaaa -> bbbbbbbb: [\d.e-]+ s -> [\d.e-]+ s \(2\.00x\)", md)
+    # what could not be shown is said
+    assert "no stage measured on both CPU and CUDA" in md
+    html = (out / "guidelines.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5 and "<img" in html and 'src="http' not in html
+
+
+def test_figures_have_labelled_axes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpbench.report import figures
+    from cpbench.report.build import write_guidelines
+    from cpbench.report.results import load_rows
+
+    saved = []
+    real = figures._save
+
+    def keep(fig, out):
+        saved.append((out.name, [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes]))
+        return real(fig, out)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    results = tmp_path / "results"
+    _crafted(results)
+    _crafted(results, get_masks_factor=2.0, commit="b" * 40, date=1_710_000_000_000)
+    write_guidelines(load_rows(results), [results], tmp_path / "out")
+    assert {n for n, _ in saved} >= {"scaling_cpu.png", "breakdown_cpu.png", "sensitivity.png", "history.png",
+                                     "will_it_fit.png"}
+    for name, axes in saved:
+        for x, y in axes:
+            assert x and y and re.search(r",\s*\w|\(", x + " " + y), f"{name}: axes without units: {x!r}, {y!r}"
+        from PIL import Image
+
+        img = np.asarray(Image.open(tmp_path / "out" / name).convert("L"), dtype=float)
+        assert img.shape[0] > 200 and img.std() > 5, f"{name} looks blank"
+
+
+def test_missing_data_is_said_and_the_rest_renders(tmp_path: Path) -> None:
+    from cpbench.cli import main
+
+    results, out = tmp_path / "results", tmp_path / "reports"
+    _crafted(results, sizes=["1024"])  # one size, one commit, failed memory of get_masks
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    md = (out / "guidelines.md").read_text()
+    assert "one size only, no model" in md
+    assert "fewer than two commits measured" in md
+    assert "end-to-end eval measured at fewer than two sizes" in md
+    assert "Where the time goes" in md and "5 network takes" in md
