@@ -166,3 +166,62 @@ def test_missing_data_is_said_and_the_rest_renders(tmp_path: Path) -> None:
     assert "fewer than two commits measured" in md
     assert "end-to-end eval measured at fewer than two sizes" in md
     assert "Where the time goes" in md and "5 network takes" in md
+
+
+SCALING_STAGE = '''
+import time
+import numpy as np
+from cpbench.measure import suite as _b
+
+class GetMasks(_b.Stage):
+    """Planted as get_masks: 50 ms + 0.25 s per megapixel, and 48 bytes per pixel held (touched)."""
+    params = (["synthetic"], ["256", "512", "1024"])
+    param_names = ["dataset", "size"]
+
+    def setup_cache(self):
+        return "planted"
+
+    def prepare(self, dataset, size):
+        self.px = int(size) ** 2
+
+    def run(self):
+        a = np.ones(48 * self.px, np.uint8)
+        time.sleep(0.05 + 0.25e-6 * self.px)
+        return int(a[::4096].sum())
+'''
+
+
+@pytest.mark.slow
+def test_guidelines_from_a_real_asv_run(tmp_path: Path) -> None:
+    """A planted stage measured by the real asv at three sizes: the fitted model finds what was planted."""
+    import os
+    import subprocess
+    import sys
+
+    from cpbench.cli import main
+
+    proj = tmp_path / "proj"
+    (proj / "benchmarks").mkdir(parents=True)
+    (proj / "benchmarks" / "__init__.py").write_text("")
+    (proj / "benchmarks" / "bench_masks.py").write_text(SCALING_STAGE)
+    (proj / "asv.conf.json").write_text(json.dumps({
+        "version": 1, "project": "planted", "repo": ".", "branches": ["main"], "benchmark_dir": "benchmarks",
+        "results_dir": "results", "html_dir": "html", "environment_type": "virtualenv"}))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "."], ["git", "commit", "-qm", "planted"]):
+        subprocess.run(cmd, cwd=proj, check=True, env=env)
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes", "--machine", "testbox"], cwd=proj, check=True, capture_output=True)
+    res = subprocess.run([*asv, "run", "--python=same", "--quick", "--set-commit-hash", "HEAD", "--machine", "testbox"],
+                         cwd=proj, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = tmp_path / "reports"
+    assert main(["report", "--results", str(proj / "results"), "--out", str(out)]) == 0
+    md = (out / "guidelines.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| 8 get_masks |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(0.25, rel=0.2)  # s per MP
+    assert float(cells[2]) == pytest.approx(0.05, abs=0.03)  # fixed s
+    assert float(cells[7]) == pytest.approx(48, rel=0.1)  # bytes per pixel (512 and 1024: 256 is below the probe)
+    assert "fewer than two commits measured" in md and (out / "guidelines.html").stat().st_size > 20_000
