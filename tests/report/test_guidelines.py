@@ -120,7 +120,7 @@ def test_guidelines_state_the_planted_numbers(tmp_path: Path) -> None:
     assert f"~{_lin(E2E_T, wd) / 3600:.2g} h" in md and f"~{_lin(E2E_P, wd) / 1e9:.3g} GB" in md
     # parameter effect and history change, as planted
     assert "batch_size=32 multiplies 5 network time by 0.80 and its stage peak by 1.50 (the whole frame, cpu)" in md
-    assert re.search(r"8 get_masks at 1024 px: aaaaaaaa -> bbbbbbbb: [\d.e-]+ s -> [\d.e-]+ s \(2\.00x\)", md)
+    assert re.search(r"8 get_masks time at 1024 px: aaaaaaaa -> bbbbbbbb: [\d.e-]+ s -> [\d.e-]+ s \(2\.00x\)", md)
     # what could not be shown is said
     assert "no stage measured on both CPU and CUDA" in md
     html = (out / "guidelines.html").read_text()

@@ -69,5 +69,5 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
     sections.append(g.history_section(machine_rows, names, out))
     sections.append(g.device_section(machine_rows, out))
     sections.append(g.fit_section(fits, snap_rows, _ram(info), label, out))
-    summary = Section("Guidelines", statements=[s.statements[0] for s in sections if s.statements])
+    summary = Section("Guidelines", statements=[h for h in (s.headline() for s in sections) if h])
     return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble, [summary, *sections])

@@ -21,6 +21,10 @@ class Section:
     table: list[list[str]] | None = None  # header row first
     figure: Path | None = None
     missing: list[str] = field(default_factory=list)
+    lead: str | None = None  # the statement the summary quotes (default: the first)
+
+    def headline(self) -> str | None:
+        return self.lead or (self.statements[0] if self.statements else None)
 
 
 def _md_table(table: list[list[str]]) -> str:

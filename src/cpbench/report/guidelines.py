@@ -187,52 +187,78 @@ def sensitivity_section(rows: list[Row], out: Path) -> Section:
     return sec
 
 
-def history_section(rows: list[Row], names: dict[str, str], out: Path, device: str = "cpu") -> Section:
-    """Each stage across Cellpose commits (commit-date order) at one size, changes beyond noise marked."""
-    sec = Section("Across Cellpose commits and releases")
-    per: dict[tuple[str, str], dict[str, tuple[int, float]]] = defaultdict(dict)  # (stage, size) -> commit -> value
+def _history_values(rows: list[Row], measure: str, device: str) -> dict[tuple[str, str], dict[str, tuple[int, float]]]:
+    """(stage key, size) -> commit -> (commit date, value), at default parameters (model may vary)."""
+    per: dict[tuple[str, str], dict[str, tuple[int, float]]] = defaultdict(dict)
     for r in rows:
-        if r.measure != TIME or r.value is None or r.params.get("device", "cpu") != device:
+        if r.measure != measure or r.value is None or r.params.get("device", "cpu") != device:
             continue
         off = off_defaults(r)
         if off and off != ["model"]:
             continue
         key = r.stage + (f" (model={r.params['model']})" if off else "")
         per[(key, r.params.get("size", ""))][r.commit] = (r.date, r.value)
-    sizes = defaultdict(int)
+    return per
+
+
+def history_section(rows: list[Row], names: dict[str, str], out: Path, device: str = "cpu") -> Section:
+    """Each stage's time and stage peak across Cellpose commits (commit-date order) at one size, in the
+    asv environment that measured the most commits; changes beyond noise marked."""
+    sec = Section("Across Cellpose commits and releases")
+    envs: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r.value is not None:
+            envs[r.env].add(r.commit)
+    env = max(envs, key=lambda e: len(envs[e])) if envs else ""
+    rows = [r for r in rows if r.env == env]
+    per = _history_values(rows, TIME, device)
+    sizes: dict[str, int] = defaultdict(int)
     for (_, size), by in per.items():
         sizes[size] = max(sizes[size], len(by))
     if not sizes or max(sizes.values()) < 2:
-        sec.missing.append("fewer than two commits measured; run e.g. asv run --quick \"v3.1.0^!\" and another release")
+        sec.missing.append("fewer than two commits measured in one environment; run e.g. "
+                           "asv run --quick \"v3.1.0^!\" and another release")
         return sec
     size = max(sizes, key=lambda s: (sizes[s], s == "1024"))
     commits = sorted({c: d for (_, sz), by in per.items() if sz == size for c, (d, _) in by.items()}.items(),
                      key=lambda kv: kv[1])
     labels = [commit_label(c, names) for c, _ in commits]
     stage_names = dict(STAGE_ORDER)
-    lines, marks = {}, {}
-    for (key, sz), by in sorted(per.items()):
-        if sz != size or len(by) < 2:
-            continue
-        base = key.split(" (")[0]
-        name = stage_names.get(base, base) + (key[len(base):] if key != base else "")
-        vals = [by[c][1] if c in by else None for c, _ in commits]
-        lines[name] = vals
-        marks[name] = []
-        prev = None
-        for i, v in enumerate(vals):
-            if v is None:
+    table = [["stage", "measure", *labels]]
+    lines: dict[str, list[float | None]] = {}
+    marks: dict[str, list[int]] = {}
+    ratios: list[tuple[float, str]] = []  # (ratio, statement) of every change
+    for measure, unit, scale in ((TIME, "s", 1.0), (STAGE_PEAK, "MB", 1e-6)):
+        for (key, sz), by in sorted(_history_values(rows, measure, device).items()):
+            if sz != size or len(by) < 2:
                 continue
-            if prev is not None and not (1 / (1 + NOISE) <= v / vals[prev] <= 1 + NOISE):
-                marks[name].append(i)
-                sec.statements.append(f"{name} at {size_text(size)}: {labels[prev]} -> {labels[i]}: "
-                                      f"{_s(vals[prev])} s -> {_s(v)} s ({v / vals[prev]:.2f}x).")
-            prev = i
+            base = key.split(" (")[0]
+            name = stage_names.get(base, base) + (key[len(base):] if key != base else "")
+            vals = [by[c][1] if c in by else None for c, _ in commits]
+            table.append([name, f"{'time' if measure == TIME else 'stage peak'}, {unit}",
+                          *("" if v is None else _s(v * scale) for v in vals)])
+            changed = []
+            prev = None
+            for i, v in enumerate(vals):
+                if v is None or (measure == STAGE_PEAK and v <= MEMORY_RESOLUTION_BYTES):
+                    continue
+                if prev is not None and not (1 / (1 + NOISE) <= v / vals[prev] <= 1 + NOISE):
+                    changed.append(i)
+                    what = "time" if measure == TIME else "stage peak"
+                    sec.statements.append(f"{name} {what} at {size_text(size)}: {labels[prev]} -> {labels[i]}: "
+                                          f"{_s(vals[prev] * scale)} {unit} -> {_s(v * scale)} {unit} "
+                                          f"({v / vals[prev]:.2f}x).")
+                    ratios.append((v / vals[prev], sec.statements[-1]))
+                prev = i
+            if measure == TIME:
+                lines[name], marks[name] = vals, changed
     sec.figure = figures.history_png(labels, lines, marks, out / "history.png",
-                                     f"Stage time across Cellpose commits at {size} px ({device})")
-    sec.table = [["stage", *labels]] + [[n, *("" if v is None else _s(v) for v in vals)] for n, vals in lines.items()]
-    if not sec.statements:
-        sec.statements.append(f"No stage changed by more than {NOISE:.0%} between consecutive commits at {size} px.")
+                                     f"Stage time across Cellpose commits at {size_text(size)} ({device}, {env})")
+    sec.table = table
+    if ratios:
+        sec.lead = max(ratios, key=lambda rt: abs(math.log(rt[0])))[1]
+    sec.statements.insert(0, f"{len(commits)} commits measured in asv environment {env} at {size_text(size)}; a "
+                             f"change is one beyond {NOISE:.0%} from the previous commit measured.")
     return sec
 
 
