@@ -74,27 +74,31 @@ def scaling_png(series: dict[str, dict[str, list[tuple[int, float]]]], fits: dic
 
 def breakdown_png(sizes: Sequence[str], stages: Sequence[str], seconds: dict[str, list[float]],
                   peaks_mb: dict[str, list[float]], process_mb: list[float | None], out: Path, title: str) -> Path:
-    """Stacked bars per size: seconds of each stage (left), stage peaks in MB (right; peaks do not add,
-    the stack is their sum: an upper bound of what runs one after the other) with the end-to-end
-    process peak as a marker. ``seconds[stage][i]`` is at ``sizes[i]`` (0 where not measured)."""
+    """100 %-stacked bars per size: each stage's share of the summed stage time (left) and of the summed
+    stage peaks (right; peaks do not add: the sum is an upper bound of what runs one after the other),
+    the totals written above the bars (s, MB) and the end-to-end process peak beside them.
+    ``seconds[stage][i]`` is at ``sizes[i]`` (0 where not measured)."""
     plt = _plt()
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(14, 6))
     x = np.arange(len(sizes))
-    for ax, data in ((ax_t, seconds), (ax_m, peaks_mb)):
+    for ax, data, unit in ((ax_t, seconds, "s"), (ax_m, peaks_mb, "MB")):
+        total = np.sum([np.array(data.get(st, [0.0] * len(sizes)), dtype=float) for st in stages], axis=0)
         bottom = np.zeros(len(sizes))
         for i, st in enumerate(stages):
             vals = np.array(data.get(st, [0.0] * len(sizes)), dtype=float)
-            ax.bar(x, vals, bottom=bottom, color=_colour(i), label=st, width=0.7)
-            bottom += vals
+            share = np.divide(100 * vals, total, out=np.zeros_like(vals), where=total > 0)
+            ax.bar(x, share, bottom=bottom, color=_colour(i), label=st, width=0.7)
+            bottom += share
+        for xi, t in zip(x, total):
+            ax.text(xi, 101, f"{t:.3g} {unit}", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x, sizes)
+        ax.set_ylim(0, 110)
         ax.set_xlabel("image size (side, pixels; full = whole frame)")
-    pm = [(i, v) for i, v in enumerate(process_mb) if v]
-    if pm:
-        ax_m.plot([i for i, _ in pm], [v for _, v in pm], "kD", label="end to end: process peak")
-    ax_t.set_ylabel("wall time, s (stacked over stages)")
-    ax_m.set_ylabel("stage peak memory, MB (stacked: upper bound)")
-    ax_t.set_yscale("log")
-    ax_m.set_yscale("log")
+    for xi, v in zip(x, process_mb):
+        if v:
+            ax_m.text(xi, 106, f"eval: {v:.0f} MB", ha="center", va="bottom", fontsize=7, color="dimgray")
+    ax_t.set_ylabel("share of summed stage time, % (total above, s)")
+    ax_m.set_ylabel("share of summed stage peaks, % (total above, MB)")
     handles, labels = ax_m.get_legend_handles_labels()
     ax_m.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(title)
@@ -107,8 +111,10 @@ def sensitivity_png(bars: list[tuple[str, float, float | None, str]], out: Path,
     plt = _plt()
     fig, ax = plt.subplots(figsize=(12, max(3.0, 0.38 * len(bars) + 1.5)))
     y = np.arange(len(bars))
-    ax.barh(y - 0.2, [b[1] for b in bars], height=0.4, color="tab:blue", label="time / default time")
-    ax.barh(y + 0.2, [b[2] or 0.0 for b in bars], height=0.4, color="tab:orange", label="stage peak / default peak")
+    # bars grow from 1 (no effect) to the ratio, left when the change saves, right when it costs
+    ax.barh(y - 0.2, [b[1] - 1 for b in bars], left=1, height=0.4, color="tab:blue", label="time / default time")
+    ax.barh(y + 0.2, [(b[2] or 1.0) - 1 for b in bars], left=1, height=0.4, color="tab:orange",
+            label="stage peak / default peak")
     for yi, b in zip(y, bars):
         if b[3]:
             ax.text(max(b[1], b[2] or 0) * 1.05, yi, b[3], va="center", fontsize=8)

@@ -87,7 +87,7 @@ def scaling_section(rows: list[Row], snap: Snapshot, label: str, out: Path, devi
     if grows:
         n, f = grows[0]
         sec.statements.append(f"The costliest stage per pixel is {n}: {_s(f.per_megapixel)} s per megapixel "
-                              f"(+{_s(f.fixed)} s fixed; exponent {f.exponent:.2f}, fit error {_err(f.linear_error)}).")
+                              f"({'+' if f.fixed >= 0 else ''}{_s(f.fixed)} s fixed; exponent {f.exponent:.2f}, fit error {_err(f.linear_error)}).")
     superlin = [(n, f["time"]) for n, f in fits.items() if f["time"] and f["time"].n > 2 and f["time"].exponent > 1.15]
     for n, f in superlin:
         sec.statements.append(f"{n} grows faster than the image: time ~ pixels^{f.exponent:.2f} over "
@@ -132,8 +132,8 @@ def breakdown_section(rows: list[Row], label: str, out: Path, device: str) -> Se
         table.append([names[px], f"{px / 1e6:.3g}", top, f"{secs[top][i] / total:.0%}" if total else "",
                       _s(total), _s(e2e[0]) if e2e[0] else "", f"{e2e[1] / 1e6:.0f}" if e2e[1] else ""])
         sec.statements.append(f"At {size_text(names[px])} ({px / 1e6:.3g} MP) {top} takes {secs[top][i] / total:.0%} of the "
-                              f"summed stage time ({_s(secs[top][i])} s of {_s(total)} s).")
-        missing = [st for st in stages if st not in cells[px]]
+                              f"summed time of the stages measured ({_s(secs[top][i])} s of {_s(total)} s).")
+        missing = [n for _, n in SINGLE if n not in cells[px]]
         if missing:
             sec.missing.append(f"{names[px]} px: not measured: {', '.join(missing)}")
     sec.table = table
@@ -154,24 +154,32 @@ def sensitivity_section(rows: list[Row], out: Path) -> Section:
         sec.missing.append("no one-parameter-off measurements with a baseline; run: cpbench sweep params")
         return sec
     names = dict(STAGE_ORDER)
-    table = [["stage", "parameter", "size", "device", "time ratio", "stage peak ratio", "AP@0.5 (default)"]]
-    bars = []
-    for (stage, param, value, size, device), d in sorted(by.items()):
-        if TIME not in d:
-            continue
-        ap = f"{d['ap']:.3f} ({d['ap0']:.3f})" if "ap" in d else ""
-        label = f"{names.get(stage, stage)}: {param}={value}"
-        table.append([names.get(stage, stage), f"{param}={value}", size, device, f"{d[TIME]:.2f}",
-                      f"{d[STAGE_PEAK]:.2f}" if STAGE_PEAK in d else "", ap])
-        bars.append((f"{label} ({size})", d[TIME], d.get(STAGE_PEAK), f"AP {ap}" if ap else ""))
-    sec.table = table
-    sec.figure = figures.sensitivity_png(bars, out / "sensitivity.png",
-                                         "Parameter effects (one parameter off its default at a time)")
-    largest: dict[tuple[str, str, str, str], str] = {}  # the statement quotes the largest size measured
+    order = [b for b, _ in STAGE_ORDER]
+
+    def key(k: tuple[str, str, str, str, str]) -> tuple:
+        return (order.index(k[0]) if k[0] in order else 99, k[1], k[2], pixels({"size": k[3]}) or 0, k[4])
+
+    largest: dict[tuple[str, str, str, str], str] = {}  # statements and figure quote the largest size measured
     for (stage, param, value, size, device) in by:
         k = (stage, param, value, device)
         if k not in largest or (pixels({"size": size}) or 0) > (pixels({"size": largest[k]}) or 0):
             largest[k] = size
+    table = [["stage", "parameter", "size", "device", "time ratio", "stage peak ratio", "AP@0.5 (default)"]]
+    bars = []
+    for k in sorted(by, key=key):
+        stage, param, value, size, device = k
+        d = by[k]
+        if TIME not in d:
+            continue
+        ap = f"{d['ap']:.3f} ({d['ap0']:.3f})" if "ap" in d else ""
+        table.append([names.get(stage, stage), f"{param}={value}", size, device, f"{d[TIME]:.2f}",
+                      f"{d[STAGE_PEAK]:.2f}" if STAGE_PEAK in d else "", ap])
+        if largest[(stage, param, value, device)] == size:
+            bars.append((f"{names.get(stage, stage)}: {param}={value} ({size})", d[TIME], d.get(STAGE_PEAK),
+                         f"AP {ap}" if ap else ""))
+    sec.table = table
+    sec.figure = figures.sensitivity_png(bars, out / "sensitivity.png",
+                                         "Parameter effects (one parameter off its default at a time, largest size measured)")
     best: dict[str, tuple[float, str]] = {}
     for (stage, param, value, device), size in largest.items():
         d = by[(stage, param, value, size, device)]
