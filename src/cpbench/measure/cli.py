@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    env = {**os.environ, "CPBENCH_FULL": "1"}
+    from cpbench.measure.suite import PREPARE_SIZES_ENV
+
+    prepare = sizes if args.kind == "scaling" else [args.size]  # setup_cache makes these inputs, not 8192's
+    env = {**os.environ, "CPBENCH_FULL": "1", PREPARE_SIZES_ENV: ",".join(prepare)}
     subprocess.run([sys.executable, "-m", "asv", "--config", str(conf), "machine", "--yes"], env=env,
                    check=True, stdout=subprocess.DEVNULL)
     return subprocess.run(cmd, env=env).returncode

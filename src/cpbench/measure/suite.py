@@ -136,9 +136,15 @@ def torch_build() -> tuple[float, float]:
     return version_number(torch.__version__), version_number(torch.version.cuda or "0")
 
 
+#: comma-separated sizes: prepare_suite makes inputs for these only (cpbench sweep sets it; a benchmark
+#: still makes a missing input in its setup)
+PREPARE_SIZES_ENV = "CPBENCH_PREPARE_SIZES"
+
+
 def prepare_suite() -> None:
     """Make every cached input the current grid needs: the synthetic slide, the crops and their
-    ground truth, network flows (reference model, default settings) and ground-truth flows.
+    ground truth, network flows (reference model, default settings) and ground-truth flows
+    (only the sizes in ``$CPBENCH_PREPARE_SIZES`` when it is set).
     Combinations that cannot be made here (an image not fetched, weights absent) are left out;
     their benchmarks skip with the reason."""
     from tqdm import tqdm
@@ -146,7 +152,8 @@ def prepare_suite() -> None:
     from cpbench.measure import inputs
 
     inputs.synthetic_slide()
-    combos = [(d, s) for d in DATASETS for s in SIZES]
+    only = [x for x in os.environ.get(PREPARE_SIZES_ENV, "").split(",") if x]
+    combos = [(d, s) for d in DATASETS for s in SIZES if not only or s in only]
     for dataset, size in tqdm(combos, desc="benchmark inputs", unit="crop"):
         try:
             inputs.nuclear_crop(dataset, size)
