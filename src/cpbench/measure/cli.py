@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -29,6 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("--methods", default=r"\w+",
                    help="regular expression of the benchmark methods to run (default: all; e.g. "
                         "'(time_stage|track_stage_peak_bytes)')")
+    p.add_argument("--classes", default=None,
+                   help="regular expression of the benchmark classes (module.Class) to run (default: all), "
+                        "e.g. 'bench_masks|bench_eval'")
     p.add_argument("--results-dir", default=".asv/results-sweep", help="asv results directory of the sweep")
     p.add_argument("--commit", default=None,
                    help="commit to record the results under (default: the installed Cellpose's commit in data/cellpose)")
@@ -49,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--sizes must be pixels or 'full', got {', '.join(bad)}")
     sweep.FIXED["device"] = args.device
     chosen = sweep.combinations(args.kind, sweep.discover(Path(".")), sizes=sizes, size=args.size)
+    if args.classes:
+        chosen = {k: v for k, v in chosen.items() if re.search(args.classes, k)}
     if not chosen:
         raise UserError(f"the {args.kind} sweep selects nothing (sizes {sizes}, size {args.size})")
     commit = args.commit
