@@ -42,7 +42,8 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
     preamble = [
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by cpbench report from "
         f"{', '.join(str(d) for d in results_dirs)}: {measured} measured values, {len(rows) - measured} not "
-        "measured (skipped where a release, device, model or memory does not allow the combination, or failed).",
+        "measured (combinations a sweep did not select, skipped where a release, device, model or memory does not "
+        "allow them, or failed).",
         "Every statement below is computed from these results; sizes are in pixels per side (full = the "
         "3138 x 2509 exemplar-001 frame), MP = megapixels, MB = 1e6 bytes, GB = 1e9 bytes.",
     ]
