@@ -97,6 +97,11 @@ PARAM_DEFAULTS = {"dataset": "synthetic", "model": "reference", "bsize": "defaul
                   "diameter": "13.0", "compression": "zlib"}
 
 
+def asv_value(v: str) -> str:
+    """A parameter value as asv writes it (``repr``: ``"'1024'"``, ``"8"``) without its quotes."""
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
+
+
 #: the finest stage peak the memory probe resolves here, bytes. Measured on this machine: the same
 #: get_masks call at 256 px read 1.7 to 2.6 MB from one call to the next, at 512 px 7.3 to 10.7 MB,
 #: in one thread as in two (the resident-set counters are page- and batch-granular and the kernel

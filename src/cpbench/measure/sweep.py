@@ -27,7 +27,7 @@ from itertools import product
 from pathlib import Path
 
 from cpbench.errors import UserError
-from cpbench.measure.suite import PARAM_DEFAULTS
+from cpbench.measure.suite import PARAM_DEFAULTS, asv_value
 
 #: sizes of the scaling sweep (pixels per side, or the whole frame): the quick grid's and beyond
 SCALING_SIZES = ["256", "512", "1024", "2048", "4096", "full"]
@@ -62,12 +62,8 @@ def discover(root: Path = Path(".")) -> dict[str, tuple[list[str], list[list[str
     return {k: (v[0], v[1]) for k, v in json.loads(out.stdout).items()}
 
 
-def _plain(v: str) -> str:
-    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
-
-
 def _fixed_ok(names: list[str], combo: Sequence[str]) -> bool:
-    return all(_plain(v) == FIXED[n] for n, v in zip(names, combo) if n in FIXED)
+    return all(asv_value(v) == FIXED[n] for n, v in zip(names, combo) if n in FIXED)
 
 
 def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]],
@@ -89,7 +85,7 @@ def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]
         for combo in product(*values):
             if not _fixed_ok(names, combo):
                 continue
-            plain = {n: _plain(v) for n, v in zip(names, combo)}
+            plain = {n: asv_value(v) for n, v in zip(names, combo)}
             off = [n for n in names if n in PARAM_DEFAULTS and plain[n] != PARAM_DEFAULTS[n]]
             if kind == "scaling" and plain["size"] in sizes and not off:
                 picked.append(combo)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cpbench.errors import UserError
+from cpbench.measure.suite import asv_value
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,6 @@ class Row:
     def measure(self) -> str:
         """The method name: ``time_stage``, ``track_stage_peak_bytes``, ``peakmem_stage``, ..."""
         return self.benchmark.rsplit(".", 1)[1]
-
-
-def _unquote(v: str) -> str:
-    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
 
 
 def load_rows(results_dir: Path, machine: str | None = None) -> list[Row]:
@@ -74,7 +71,7 @@ def load_rows(results_dir: Path, machine: str | None = None) -> list[Row]:
                     v = values[i] if i < len(values) else None
                     s = samples[i] if samples and i < len(samples) else None
                     rows.append(Row(
-                        benchmark=key, params={n: _unquote(str(c)) for n, c in zip(names, combo)},
+                        benchmark=key, params={n: asv_value(str(c)) for n, c in zip(names, combo)},
                         value=None if v is None or v != v else float(v), unit=info.get("unit", ""),
                         commit=res.commit_hash, date=int(res.date or 0), machine=m, env=res.env_name, samples=s,
                     ))

@@ -89,14 +89,19 @@ class Cellpose3:
     def follow_flows(
         self, dP: np.ndarray, cellprob: np.ndarray, thr: float, niter: int, device: Device, interp: bool
     ) -> tuple[Any, tuple[np.ndarray, ...]]:
-        from cellpose import dynamics
-
         iscell = cellprob > thr
         inds = np.nonzero(iscell)
         if len(inds[0]) == 0:
             return np.zeros((2, 0), np.float32), inds
-        p = dynamics.follow_flows(dP * iscell / 5.0, inds=inds, niter=niter, interp=interp, device=torch_device(device))
-        return p, inds
+        return self._follow(dP * iscell / 5.0, inds, niter, device, interp)
+
+    def _follow(
+        self, flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int, device: Device, interp: bool
+    ) -> tuple[Any, tuple[np.ndarray, ...]]:
+        """``dynamics.follow_flows`` on the masked, unscaled flows of the ``inds`` cell pixels."""
+        from cellpose import dynamics
+
+        return dynamics.follow_flows(flows, inds=inds, niter=niter, interp=interp, device=torch_device(device)), inds
 
     def masks_to_flows(self, labels: np.ndarray, device: Device) -> np.ndarray:
         from cellpose import dynamics

@@ -22,6 +22,7 @@ Units: sizes in pixels, diameters in pixels.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -40,13 +41,19 @@ from cpbench.stages.v3 import Cellpose3
 MAX_SIZE_FRACTION_30 = 0.4
 
 
+@functools.cache
+def _run_net_takes_batch_size() -> bool:
+    """Whether the installed ``core.run_net`` has ``batch_size`` (3.0.1 on; read once, not per timed call)."""
+    from cellpose import core
+
+    return "batch_size" in inspect.signature(core.run_net).parameters
+
+
 class Cellpose30(Cellpose3):
     """Adapter for cellpose 3.0.x: 3.1's stages, except network output, follow flows and get masks."""
 
     def check_network_options(self, bsize: int | None, batch_size: int) -> None:
-        from cellpose import core
-
-        if batch_size != 8 and "batch_size" not in inspect.signature(core.run_net).parameters:
+        if batch_size != 8 and not _run_net_takes_batch_size():
             raise NotImplementedError("cellpose 3.0.0's run_net has no batch_size (8 tiles per pass)")
 
     def run_network(
@@ -55,25 +62,19 @@ class Cellpose30(Cellpose3):
         from cellpose import core
 
         self.check_network_options(bsize, batch_size)
-        kw: dict[str, Any] = {}
-        if "batch_size" in inspect.signature(core.run_net).parameters:
-            kw["batch_size"] = batch_size
+        kw: dict[str, Any] = {"batch_size": batch_size} if _run_net_takes_batch_size() else {}
         y, _style = core.run_net(
             net_of(model), img, augment=augment, tile_overlap=tile_overlap,
             bsize=self.bsize if bsize is None else bsize, **kw,
         )
         return y[..., -3:-1].transpose(2, 0, 1), y[..., -1]
 
-    def follow_flows(
-        self, dP: np.ndarray, cellprob: np.ndarray, thr: float, niter: int, device: Device, interp: bool
+    def _follow(
+        self, flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int, device: Device, interp: bool
     ) -> tuple[Any, tuple[np.ndarray, ...]]:
         from cellpose import dynamics
 
-        iscell = cellprob > thr
-        inds = np.nonzero(iscell)
-        if len(inds[0]) == 0:
-            return np.zeros((2, 0), np.float32), inds
-        p, moved = dynamics.follow_flows(dP * iscell / 5.0, niter=niter, interp=interp, device=torch_device(device))
+        p, moved = dynamics.follow_flows(flows, niter=niter, interp=interp, device=torch_device(device))
         if moved is None:  # 3.0 gives up below 5 moving pixels; compute_masks then returns no masks
             empty = np.zeros(0, np.int64)
             return np.zeros((2, 0), np.float32), (empty, empty)

@@ -82,14 +82,14 @@ class Cellpose4(Cellpose3):
     ) -> tuple[Any, tuple[np.ndarray, ...]]:
         if not interp:
             raise NotImplementedError("cellpose 4.x has no interp=False (numba) path in follow_flows")
+        return super().follow_flows(dP, cellprob, thr, niter, device, interp)
+
+    def _follow(
+        self, flows: np.ndarray, inds: tuple[np.ndarray, ...], niter: int, device: Device, interp: bool
+    ) -> tuple[Any, tuple[np.ndarray, ...]]:
         from cellpose import dynamics
 
-        iscell = cellprob > thr
-        inds = np.nonzero(iscell)
-        if len(inds[0]) == 0:
-            return np.zeros((2, 0), np.float32), inds
-        p = dynamics.follow_flows(dP * iscell / 5.0, inds=inds, niter=niter, device=torch_device(device))
-        return p, inds
+        return dynamics.follow_flows(flows, inds=inds, niter=niter, device=torch_device(device)), inds
 
     def masks_to_flows(self, labels: np.ndarray, device: Device) -> np.ndarray:
         from cellpose import dynamics
