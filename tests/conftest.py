@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ASV = [sys.executable, "-m", "asv"]
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
 
 
 PLANTED = '''
@@ -42,25 +44,35 @@ class Planted(_b.Stage):
 '''
 
 
-@pytest.fixture(scope="session")
-def planted_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run the planted stage with the real `asv run` and read the results with asv's results API."""
-    proj = tmp_path_factory.mktemp("asvproj")
-    (proj / "benchmarks").mkdir()
+def asv_project(proj: Path, benchmarks: dict[str, str], machine: str = "testbox") -> Path:
+    """A tiny asv project in ``proj``: ``benchmarks/<name>.py`` files, a config, one git commit on
+    ``main`` and the asv machine ``machine``. Returns ``proj``."""
+    (proj / "benchmarks").mkdir(parents=True)
     (proj / "benchmarks" / "__init__.py").write_text("")
-    (proj / "benchmarks" / "bench_preprocess.py").write_text(textwrap.dedent(PLANTED))
+    for name, text in benchmarks.items():
+        (proj / "benchmarks" / f"{name}.py").write_text(textwrap.dedent(text))
     conf = {"version": 1, "project": "planted", "repo": ".", "branches": ["main"], "benchmark_dir": "benchmarks",
             "results_dir": "results", "html_dir": "html", "environment_type": "virtualenv"}
     (proj / "asv.conf.json").write_text(json.dumps(conf))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "."], ["git", "commit", "-qm", "planted"]):
-        subprocess.run(cmd, cwd=proj, check=True, env=env)
-    subprocess.run([*ASV, "machine", "--yes", "--machine", "testbox"], cwd=proj, check=True, capture_output=True)
-    res = subprocess.run([*ASV, "run", "--python=same", "--quick", "--set-commit-hash", "HEAD", "--machine", "testbox",
-                          "--show-stderr"],
-                         cwd=proj, capture_output=True, text=True, timeout=600)
+        subprocess.run(cmd, cwd=proj, check=True, env=GIT_ENV)
+    subprocess.run([*ASV, "machine", "--yes", "--machine", machine], cwd=proj, check=True, capture_output=True)
+    return proj
+
+
+def asv_run(proj: Path, *extra: str, machine: str = "testbox") -> None:
+    """``asv run --python=same --quick`` of the project's HEAD; asserts it succeeded."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=proj, check=True, capture_output=True, text=True).stdout
+    res = subprocess.run([*ASV, "run", "--python=same", "--quick", "--set-commit-hash", head.strip(),
+                          "--machine", machine, *extra], cwd=proj, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.fixture(scope="session")
+def planted_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the planted stage with the real `asv run` and read the results with asv's results API."""
+    proj = asv_project(tmp_path_factory.mktemp("asvproj"), {"bench_preprocess": PLANTED})
+    asv_run(proj, "--show-stderr")
     return proj
 
 

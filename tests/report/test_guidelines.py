@@ -194,28 +194,12 @@ class GetMasks(_b.Stage):
 @pytest.mark.slow
 def test_guidelines_from_a_real_asv_run(tmp_path: Path) -> None:
     """A planted stage measured by the real asv at three sizes: the fitted model finds what was planted."""
-    import os
-    import subprocess
-    import sys
+    from conftest import asv_project, asv_run
 
     from cpbench.cli import main
 
-    proj = tmp_path / "proj"
-    (proj / "benchmarks").mkdir(parents=True)
-    (proj / "benchmarks" / "__init__.py").write_text("")
-    (proj / "benchmarks" / "bench_masks.py").write_text(SCALING_STAGE)
-    (proj / "asv.conf.json").write_text(json.dumps({
-        "version": 1, "project": "planted", "repo": ".", "branches": ["main"], "benchmark_dir": "benchmarks",
-        "results_dir": "results", "html_dir": "html", "environment_type": "virtualenv"}))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "."], ["git", "commit", "-qm", "planted"]):
-        subprocess.run(cmd, cwd=proj, check=True, env=env)
-    asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes", "--machine", "testbox"], cwd=proj, check=True, capture_output=True)
-    res = subprocess.run([*asv, "run", "--python=same", "--quick", "--set-commit-hash", "HEAD", "--machine", "testbox"],
-                         cwd=proj, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout + res.stderr
+    proj = asv_project(tmp_path / "proj", {"bench_masks": SCALING_STAGE})
+    asv_run(proj)
     out = tmp_path / "reports"
     assert main(["report", "--results", str(proj / "results"), "--out", str(out)]) == 0
     md = (out / "guidelines.md").read_text()

@@ -12,7 +12,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -48,29 +47,16 @@ def _chromium() -> str:
     pytest.fail("chromium is not installed: apt-get install -y chromium (make test does it where it can)")
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def asv_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real asv site: a tiny project with two commits, measured by asv and published."""
-    root = tmp_path_factory.mktemp("asvproj")
-    (root / "benchmarks").mkdir()
-    (root / "benchmarks" / "__init__.py").write_text("")
-    (root / "benchmarks" / "bench_tiny.py").write_text(BENCH)
-    (root / "asv.conf.json").write_text('{"version": 1, "project": "tiny", "repo": ".", "branches": ["main"],'
-                                        ' "environment_type": "virtualenv", "benchmark_dir": "benchmarks",'
-                                        ' "results_dir": "results", "html_dir": "html"}')
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    asv = [sys.executable, "-m", "asv"]
-    subprocess.run([*asv, "machine", "--yes", "--machine", "testbox"], cwd=root, check=True, capture_output=True)
-    for i in range(2):
-        _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", f"c{i}")
-        subprocess.run([*asv, "run", "--python=same", "--quick", "--machine", "testbox", "--set-commit-hash",
-                        _git(root, "rev-parse", "HEAD")], cwd=root, check=True, capture_output=True)
-    subprocess.run([*asv, "publish"], cwd=root, check=True, capture_output=True)
+    from conftest import ASV, GIT_ENV, asv_project, asv_run
+
+    root = asv_project(tmp_path_factory.mktemp("asvproj"), {"bench_tiny": BENCH})
+    asv_run(root)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "second"], cwd=root, check=True, env=GIT_ENV)
+    asv_run(root)
+    subprocess.run([*ASV, "publish"], cwd=root, check=True, capture_output=True)
     return root / "html"
 
 
