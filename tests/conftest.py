@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,13 @@ def asv_run(proj: Path, *extra: str, machine: str = "testbox") -> None:
     res = subprocess.run([*ASV, "run", "--python=same", "--quick", "--set-commit-hash", head.strip(),
                           "--machine", machine, *extra], cwd=proj, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.fixture(scope="session")
+def asv_tools() -> types.SimpleNamespace:
+    """The tiny-asv-project helpers for tests in any folder (``from conftest import`` would find another
+    folder's conftest): ``project``, ``run``, ``ASV``, ``GIT_ENV``."""
+    return types.SimpleNamespace(project=asv_project, run=asv_run, ASV=ASV, GIT_ENV=GIT_ENV)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import itertools
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -192,14 +193,12 @@ class GetMasks(_b.Stage):
 
 
 @pytest.mark.slow
-def test_guidelines_from_a_real_asv_run(tmp_path: Path) -> None:
+def test_guidelines_from_a_real_asv_run(tmp_path: Path, asv_tools: Any) -> None:
     """A planted stage measured by the real asv at three sizes: the fitted model finds what was planted."""
-    from conftest import asv_project, asv_run
-
     from cpbench.cli import main
 
-    proj = asv_project(tmp_path / "proj", {"bench_masks": SCALING_STAGE})
-    asv_run(proj)
+    proj = asv_tools.project(tmp_path / "proj", {"bench_masks": SCALING_STAGE})
+    asv_tools.run(proj)
     out = tmp_path / "reports"
     assert main(["report", "--results", str(proj / "results"), "--out", str(out)]) == 0
     md = (out / "guidelines.md").read_text()

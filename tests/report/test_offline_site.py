@@ -16,6 +16,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,15 +49,14 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def asv_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def asv_site(tmp_path_factory: pytest.TempPathFactory, asv_tools: Any) -> Path:
     """A real asv site: a tiny project with two commits, measured by asv and published."""
-    from conftest import ASV, GIT_ENV, asv_project, asv_run
-
-    root = asv_project(tmp_path_factory.mktemp("asvproj"), {"bench_tiny": BENCH})
-    asv_run(root)
-    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "second"], cwd=root, check=True, env=GIT_ENV)
-    asv_run(root)
-    subprocess.run([*ASV, "publish"], cwd=root, check=True, capture_output=True)
+    root = asv_tools.project(tmp_path_factory.mktemp("asvproj"), {"bench_tiny": BENCH})
+    asv_tools.run(root)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "second"], cwd=root, check=True,
+                   env=asv_tools.GIT_ENV)
+    asv_tools.run(root)
+    subprocess.run([*asv_tools.ASV, "publish"], cwd=root, check=True, capture_output=True)
     return root / "html"
 
 
