@@ -93,6 +93,14 @@ def test_cost_model_recovers_planted_values() -> None:
     assert fit.linear_error == pytest.approx(0.0, abs=1e-9)
     power = costmodel.fit_cost([(p, 3e-7 * p**1.3) for p, _ in pts])
     assert power.exponent == pytest.approx(1.3, rel=1e-6) and power.power_error == pytest.approx(0.0, abs=1e-9)
+    # a large fixed part (a network's weights and buffers) is a floor, not an exponent below 1
+    mem = costmodel.fit_cost([(p, 534e6 + 103.0 * p) for p, _ in pts], "bytes")
+    assert mem.exponent == pytest.approx(1.0, rel=1e-3) and mem.floor == pytest.approx(534e6, rel=1e-3)
+    assert costmodel.project(mem, 708.9e6).low == pytest.approx(534e6 + 103.0 * 708.9e6, rel=1e-3)
+    # +-5% noise: relative residuals keep the small sizes' fixed cost; an unweighted fit gives it a wrong sign
+    noisy = costmodel.fit_cost([(p, (0.03 + 0.7e-6 * p) * (1.05 if i % 2 else 0.95)) for i, (p, _) in enumerate(pts)])
+    assert noisy.fixed == pytest.approx(0.03, rel=0.2) and noisy.per_megapixel == pytest.approx(0.7, rel=0.05)
+    assert noisy.linear_error < 0.06
     proj = costmodel.project(fit, 100 * PX["full"])
     assert proj.extrapolation == pytest.approx(100.0) and proj.low <= proj.value <= proj.high
     assert costmodel.fit_cost(pts[:1]) is None
