@@ -1,12 +1,18 @@
-"""Fixtures shared across test folders: a planted stage run through the real ``asv run``."""
+"""Fixtures shared across test folders: a planted stage run through the real ``asv run``; headless
+Chromium with no network (``browser``)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +110,48 @@ def umask022() -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CPBENCH_ALLOW_NO_BROWSER") == "1":
+        pytest.skip("no chromium and CPBENCH_ALLOW_NO_BROWSER=1")
+    pytest.fail("chromium is not installed: apt-get install -y chromium (make test does it where it can)")
+
+
+def browse(url: str, shot: Path) -> str:
+    """Load ``url`` in headless Chromium with every host but 127.0.0.1 unresolvable; the final DOM.
+    A screenshot goes to ``shot``."""
+    common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000",
+              "--window-size=1200,900", f"--user-data-dir={shot.with_suffix('.profile')}"]  # a fresh profile: no cached page
+    subprocess.run([*common, f"--screenshot={shot}", url], check=True, capture_output=True, timeout=120)
+    out = subprocess.run([*common, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120)
+    return out.stdout
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """``folder`` served on 127.0.0.1 (what asv preview does); yields the base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser() -> types.SimpleNamespace:
+    """Real headless Chromium, offline (required: fails, not skips, where it is missing unless
+    ``CPBENCH_ALLOW_NO_BROWSER=1``): ``browse(url, shot) -> DOM``, ``serve(folder)`` (a context manager
+    yielding the base URL), ``Quiet`` (a silent request handler)."""
+    return types.SimpleNamespace(browse=browse, serve=serve, Quiet=_Quiet)

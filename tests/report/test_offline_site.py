@@ -1,19 +1,16 @@
 """The asv site works with no network: a real asv site, real headless Chromium, every host but 127.0.0.1 cut off.
 
 Chromium is required (Debian ``chromium``; ``make test`` installs it when it can): where it is missing
-the browser test fails rather than skips, unless ``CPBENCH_ALLOW_NO_BROWSER=1``.
+the browser test fails rather than skips, unless ``CPBENCH_ALLOW_NO_BROWSER=1`` (conftest's ``browser``).
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import os
 import shutil
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,21 +28,6 @@ def track_value():
     return 42
 track_value.unit = "bytes"
 '''
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("CPBENCH_ALLOW_NO_BROWSER") == "1":
-        pytest.skip("no chromium and CPBENCH_ALLOW_NO_BROWSER=1")
-    pytest.fail("chromium is not installed: apt-get install -y chromium (make test does it where it can)")
 
 
 @pytest.fixture(scope="module")
@@ -69,42 +51,26 @@ def vendor(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def served(tmp_path: Path, asv_site: Path) -> Iterator[tuple[Path, str]]:
+def served(tmp_path: Path, asv_site: Path, browser: Any) -> Iterator[tuple[Path, str]]:
     """A copy of the site served on 127.0.0.1 (what asv preview does)."""
     html = tmp_path / "html"
     shutil.copytree(asv_site, html)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(html)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield html, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-
-
-def _browse(url: str, shot: Path) -> str:
-    """Load ``url`` in headless Chromium with every host but 127.0.0.1 unresolvable; the final DOM.
-    A screenshot goes to ``shot``."""
-    common = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000",
-              "--window-size=1200,900", f"--user-data-dir={shot.with_suffix('.profile')}"]  # a fresh profile: no cached page
-    subprocess.run([*common, f"--screenshot={shot}", url], check=True, capture_output=True, timeout=120)
-    out = subprocess.run([*common, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120)
-    return out.stdout
+    with browser.serve(html) as base:
+        yield html, base
 
 
 @pytest.mark.slow
-def test_site_draws_its_graph_offline(served: tuple[Path, str], vendor: Path, tmp_path: Path) -> None:
+def test_site_draws_its_graph_offline(served: tuple[Path, str], vendor: Path, tmp_path: Path, browser: Any) -> None:
     html, base = served
     url = f"{base}/#bench_tiny.time_sum"
-    before = _browse(url, tmp_path / "cdn.png")
+    before = browser.browse(url, tmp_path / "cdn.png")
     # asv's stock page: its libraries are on CDNs, so it gives up (the "swallow" error page)
     assert "flot-base" not in before and "continental origin" in before
 
     replaced = site.make_offline(html, vendor)
     assert len(replaced) == len(site.ASSETS)
     assert "https://cdn" not in (html / "index.html").read_text()
-    dom = _browse(url, tmp_path / "offline.png")
+    dom = browser.browse(url, tmp_path / "offline.png")
     assert "continental origin" not in dom
     assert 'class="flot-base"' in dom, "no graph was drawn"
     assert "bench_tiny.time_sum" in dom
@@ -126,7 +92,7 @@ def test_make_offline_refuses_unknown_cdn(tmp_path: Path, vendor: Path) -> None:
         site.make_offline(tmp_path, tmp_path / "no-vendor")
 
 
-def test_vendor_refuses_bytes_that_do_not_match_the_pin(tmp_path: Path) -> None:
+def test_vendor_refuses_bytes_that_do_not_match_the_pin(tmp_path: Path, browser: Any) -> None:
     """A registry (here a local one) serving other bytes under a pinned version is refused; nothing is kept."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -139,11 +105,6 @@ def test_vendor_refuses_bytes_that_do_not_match_the_pin(tmp_path: Path) -> None:
         dest = reg / pkg.name / "-" / f"{pkg.name}-{pkg.version}.tgz"
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(buf.getvalue())
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(reg)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(UserError, match="does not match its pinned checksum"):
-            site.vendor_assets(tmp_path / "v", registry=f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
+    with browser.serve(reg) as base, pytest.raises(UserError, match="does not match its pinned checksum"):
+        site.vendor_assets(tmp_path / "v", registry=base)
     assert not any(p.is_file() for p in (tmp_path / "v").rglob("*"))
