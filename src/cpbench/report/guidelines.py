@@ -316,7 +316,7 @@ def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram
         gb.append((pm.value / 1e9, pm.low / 1e9, pm.high / 1e9))
         shown.append(img.name)
         sec.statements.append(
-            f"{img.name} ({px / 1e6:.1f} MP, {pt.extrapolation:.0f}x the largest image measured): whole-image eval "
+            f"{img.name} ({px / 1e6:.1f} MP, {pt.extrapolation:.2g}x the largest image measured): whole-image eval "
             f"~{pt.value / 3600:.2g} h ({pt.low / 3600:.2g}-{pt.high / 3600:.2g}) and a process peak of "
             f"~{pm.value / 1e9:.3g} GB ({pm.low / 1e9:.3g}-{pm.high / 1e9:.3g})"
             + ("" if ram is None else f"; RAM {ram / 1e9:.1f} GB: {fits_ram}") + ".")
