@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.models.cli",
     "cpbench.history.cli",
     "cpbench.measure.cli",
+    "cpbench.profile.cli",
 )
 
 

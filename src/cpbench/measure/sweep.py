@@ -45,7 +45,9 @@ for m in pkgutil.iter_modules(benchmarks.__path__):
     mod = importlib.import_module('benchmarks.' + m.name)
     for name, cls in vars(mod).items():
         if isinstance(cls, type) and cls.__module__ == mod.__name__ and getattr(cls, 'params', None):
-            out[m.name + '.' + name] = [list(cls.param_names), [[repr(v) for v in p] for p in cls.params]]
+            methods = sorted(k for k in dir(cls) if k.startswith(('time_', 'peakmem_', 'track_'))
+                             and callable(getattr(cls, k)))
+            out[m.name + '.' + name] = [list(cls.param_names), [[repr(v) for v in p] for p in cls.params], methods]
 print(json.dumps(out))
 """
 
@@ -53,13 +55,18 @@ print(json.dumps(out))
 def discover(root: Path = Path(".")) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Benchmark classes of the full grid: ``module.Class`` -> (param names, param values as asv writes
     them, i.e. ``repr``). Imported in a child process with ``CPBENCH_FULL=1`` (the grids are read at import)."""
+    return {k: (v[0], v[1]) for k, v in discover_benchmarks(root).items()}
+
+
+def discover_benchmarks(root: Path = Path(".")) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
+    """As :func:`discover`, with each class's benchmark methods (``time_*``, ``peakmem_*``, ``track_*``)."""
     env = {**os.environ, "CPBENCH_FULL": "1"}
     out = subprocess.run([sys.executable, "-c", _DISCOVER], cwd=root, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise UserError(f"cannot import the benchmarks in {root.resolve()}/benchmarks: "
                         f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}; "
                         "run from the project root")
-    return {k: (v[0], v[1]) for k, v in json.loads(out.stdout).items()}
+    return {k: (v[0], v[1], v[2]) for k, v in json.loads(out.stdout).items()}
 
 
 def _fixed_ok(names: list[str], combo: Sequence[str]) -> bool:
