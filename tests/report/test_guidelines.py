@@ -59,12 +59,13 @@ def _grid(names: list[str], params: list[list[str]], value) -> tuple[list[str], 
 
 
 def _crafted(results: Path, get_masks_factor: float = 1.0, commit: str = "a" * 40, date: int = 1_700_000_000_000,
-             sizes: list[str] = SIZES) -> None:
+             sizes: list[str] = SIZES, skip: str | None = None) -> None:
+    """``skip``: a size at which the network and end-to-end timings were not measured (the process peak was)."""
     net = (["dataset", "size", "device", "model", "bsize", "batch_size", "tile_overlap", "augment"],
            [["synthetic"], sizes, ["cpu", "cuda"], ["reference"], ["default"], ["8", "32"], ["0.1"], ["False"]])
 
     def net_t(p):
-        if p["device"] == "cuda":
+        if p["device"] == "cuda" or p["size"] == skip:
             return None
         return _lin(NET_T, PX[p["size"]]) * (0.8 if p["batch_size"] == "32" else 1.0)
 
@@ -78,7 +79,7 @@ def _crafted(results: Path, get_masks_factor: float = 1.0, commit: str = "a" * 4
     _write(results, commit, date, {
         "bench_network.Network.time_stage": _grid(*net, net_t),
         "bench_network.Network.track_stage_peak_bytes": _grid(*net, net_m),
-        "bench_eval.EndToEnd.time_stage": _grid(*e2e, lambda p: _lin(E2E_T, PX[p["size"]])),
+        "bench_eval.EndToEnd.time_stage": _grid(*e2e, lambda p: None if p["size"] == skip else _lin(E2E_T, PX[p["size"]])),
         "bench_eval.EndToEnd.peakmem_stage": _grid(*e2e, lambda p: _lin(E2E_P, PX[p["size"]])),
         "bench_masks.GetMasks.time_stage": _grid(*masks, lambda p: _lin(MASK_T, PX[p["size"]]) * get_masks_factor),
         "bench_masks.GetMasks.track_stage_peak_bytes": _grid(*masks, lambda p: None),  # failed: nothing recorded
@@ -198,6 +199,23 @@ class GetMasks(_b.Stage):
         time.sleep(0.05 + 0.25e-6 * self.px)
         return int(a[::4096].sum())
 '''
+
+
+@pytest.mark.slow
+def test_a_size_without_some_stages_says_so(tmp_path: Path) -> None:
+    """Where the network was not timed, the breakdown names it as missing rather than crowning another stage
+    silently; the process peak measured there still counts."""
+    from cpbench.cli import main
+
+    _crafted(tmp_path / "results", skip="full")
+    assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "guidelines.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("- At the whole frame"))
+    assert line.startswith("- At the whole frame (7.87 MP) 8 get_masks takes 100%")
+    assert line.endswith("; without 5 network: not measured at this size.")
+    row = next(x for x in md.splitlines() if x.startswith("| full |"))
+    assert row.endswith(f"| {_lin(E2E_P, PX['full']) / 1e6:.0f} |")  # the process peak without a timing
+    assert "and 5 for the process peak" in md
 
 
 @pytest.mark.slow

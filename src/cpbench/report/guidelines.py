@@ -107,17 +107,17 @@ def breakdown_section(rows: list[Row], label: str, out: Path, device: str) -> Se
     for bench, name in SINGLE + [(END_TO_END, "end to end (eval)")]:
         t = dict(series(rows, bench, TIME, device))
         m = dict(series(rows, bench, STAGE_PEAK if bench != END_TO_END else PROCESS_PEAK, device))
-        for px in t:
-            cells[px][name] = (t[px], m.get(px))
+        for px in set(t) | set(m):
+            cells[px][name] = (t.get(px), m.get(px))
     for r in rows:
         px = pixels(r.params)
         if px is not None:
             names.setdefault(px, r.params["size"])
-    sizes = sorted(px for px in cells if any(k != "end to end (eval)" for k in cells[px]))
+    sizes = sorted(px for px in cells if any(k != "end to end (eval)" and v[0] is not None for k, v in cells[px].items()))
     if not sizes:
         sec.missing.append("no single stage measured; run the quick suite or cpbench sweep scaling")
         return sec
-    stages = [n for _, n in SINGLE if any(n in cells[px] for px in sizes)]
+    stages = [n for _, n in SINGLE if any(cells[px].get(n, (None, None))[0] is not None for px in sizes)]
     secs = {st: [cells[px].get(st, (0.0, None))[0] or 0.0 for px in sizes] for st in stages}
     peaks = {st: [(cells[px].get(st, (None, None))[1] or 0.0) / 1e6 for px in sizes] for st in stages}
     proc = [((cells[px].get("end to end (eval)") or (None, None))[1] or 0) / 1e6 or None for px in sizes]
@@ -128,11 +128,13 @@ def breakdown_section(rows: list[Row], label: str, out: Path, device: str) -> Se
     for i, px in enumerate(sizes):
         total = sum(secs[st][i] for st in stages)
         top = max(stages, key=lambda st: secs[st][i])
+        unmeasured = [st for st in stages if cells[px].get(st, (None, None))[0] is None]
+        without = f"; without {', '.join(unmeasured)}: not measured at this size" if unmeasured else ""
         e2e = cells[px].get("end to end (eval)", (None, None))
-        table.append([names[px], f"{px / 1e6:.3g}", top, f"{secs[top][i] / total:.0%}" if total else "",
+        table.append([names[px], f"{px / 1e6:.3g}", top + (f" ({without[2:]})" if without else ""), f"{secs[top][i] / total:.0%}" if total else "",
                       _s(total), _s(e2e[0]) if e2e[0] else "", f"{e2e[1] / 1e6:.0f}" if e2e[1] else ""])
         sec.statements.append(f"At {size_text(names[px])} ({px / 1e6:.3g} MP) {top} takes {secs[top][i] / total:.0%} of the "
-                              f"summed time of the stages measured ({_s(secs[top][i])} s of {_s(total)} s).")
+                              f"summed time of the stages measured ({_s(secs[top][i])} s of {_s(total)} s){without}.")
         missing = [n for _, n in SINGLE if n not in cells[px]]
         if missing:
             sec.missing.append(f"{names[px]} px: not measured: {', '.join(missing)}")
@@ -327,9 +329,10 @@ def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram
                                      f"~{limit / 1e6:.0f} MP (a {math.sqrt(limit):.0f} px square), by the fitted "
                                      f"{mem.per_pixel:.0f} bytes per pixel + {mem.fixed / 1e6:.0f} MB; beyond it, "
                                      "segment in blocks.")
-    sec.statements.append(f"Models fitted on {t.n} sizes, {t.min_pixels / 1e6:.3g}-{t.max_pixels / 1e6:.3g} MP "
-                          f"(time fit error {_err(t.linear_error)}, memory {_err(mem.linear_error)}); ranges span "
-                          "the linear and power-law models widened by their fit errors.")
+    sec.statements.append(f"Models fitted on {t.n} sizes for time, {t.min_pixels / 1e6:.3g}-{t.max_pixels / 1e6:.3g} MP "
+                          f"(fit error {_err(t.linear_error)}), and {mem.n} for the process peak, "
+                          f"{mem.min_pixels / 1e6:.3g}-{mem.max_pixels / 1e6:.3g} MP (fit error {_err(mem.linear_error)}); "
+                          "ranges span the linear and power-law models widened by their fit errors.")
     gpu = fit_cost(series(rows, END_TO_END, GPU_PEAK, "cuda"), "bytes")
     if gpu is None:
         sec.missing.append("GPU memory of end-to-end eval not measured at two sizes (needs a CUDA machine)")
