@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,7 @@ def _median(xs: list[float]) -> float:
 
 def line_dict(ln: Line) -> dict[str, Any]:
     """A line as summary.json stores it."""
-    return {"where": ln.where, "path": ln.path, "lineno": ln.lineno, "module": ln.module, "function": ln.function,
-            "text": ln.text, "cpu": ln.cpu, "python": ln.python, "native": ln.native, "system": ln.system,
-            "cores": ln.cores, "malloc_mb": ln.malloc_mb, "peak_mb": ln.peak_mb, "copy_mb": ln.copy_mb}
+    return {**asdict(ln), "where": ln.where, "cpu": ln.cpu}
 
 
 def run_facts(run: dict[str, Any], profile: dict[str, Any]) -> list[tuple[str, str]]:
