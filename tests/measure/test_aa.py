@@ -1,8 +1,13 @@
 """Real Cellpose stages at small sizes (256 px) on the suite's own Stage base class (its rounds,
 warm-up, calls per sample and memory probes), measured through the real `asv run --record-samples`
 at three commits: A, A' (A plus a comment: the same code) and B (A' with 20 ms more in Normalize).
-Stock `asv compare` flags nothing between A and A' (the A/A check) and flags the planted slowdown
-between A' and B; `cpbench stability` reads the samples and the change between the runs.
+A and A' are measured with their rounds interleaved, as the README tells users to compare two commits
+(`asv continuous`, or `asv run`'s default `--interleave-rounds`; with `--python=same` asv cannot
+interleave itself, so A and A' take turns, 2 rounds an `asv run -a rounds=2 --append-samples`): this
+host's speed drifts over minutes, and two runs one after the other differed by 14 % (21.5 vs 24.4 ms,
+follow_flows at 256 px, CI) where the code had not changed. Stock `asv compare` flags nothing between A and A' (the A/A
+check) and flags the planted slowdown between A' and B (measured after them, in one run);
+`cpbench stability` reads the samples and the change between the runs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from cpbench.measure.suite import Stage
 
 ASV = [sys.executable, "-m", "asv"]
 
@@ -83,17 +90,21 @@ def _head(proj: Path) -> str:
                           text=True).stdout.strip()
 
 
-def _run(proj: Path) -> None:
+ROUNDS = Stage.rounds  # 6 processes a benchmark
+TURN = 2  # rounds of one commit before the other's (7 asv runs, not 13: each costs ~20 s to start)
+
+
+def _run(proj: Path, *extra: str) -> None:
     res = subprocess.run([*ASV, "run", "--python=same", "--record-samples", "--set-commit-hash", _head(proj),
-                          "--machine", "aabox", "--show-stderr"], cwd=proj, capture_output=True, text=True,
-                         timeout=900)
+                          "--machine", "aabox", "--show-stderr", *extra], cwd=proj, capture_output=True,
+                         text=True, timeout=900)
     assert res.returncode == 0 and "failed" not in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
 def aa_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, str]:
-    """Commits A, A' (a comment more) and B (Normalize sleeps 20 ms more), each measured with
-    asv --record-samples, one after the other (as a user re-running a commit would)."""
+    """Commits A, A' (a comment more) and B (Normalize sleeps 20 ms more), measured with
+    asv --record-samples: A and A' in turns of 2 rounds (6 rounds each), then B in one run."""
     proj = tmp_path_factory.mktemp("aaproj")
     (proj / "benchmarks").mkdir()
     (proj / "benchmarks" / "__init__.py").write_text(
@@ -107,13 +118,16 @@ def aa_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str
     _git(proj, "add", ".")
     _git(proj, "commit", "-qm", "A")
     subprocess.run([*ASV, "machine", "--yes", "--machine", "aabox"], cwd=proj, check=True, capture_output=True)
-    _run(proj)
     first = _head(proj)
     bench = proj / "benchmarks" / "bench_aa.py"
     bench.write_text(bench.read_text() + "# A/A: the same code, another commit\n")
     _git(proj, "commit", "-qam", "A': a comment")
-    _run(proj)
     same = _head(proj)
+    for _ in range(ROUNDS // TURN):
+        for commit in (first, same):
+            _git(proj, "checkout", "-q", commit)
+            _run(proj, "-a", f"rounds={TURN}", "--append-samples")
+    _git(proj, "checkout", "-q", "main")
     bench.write_text(bench.read_text().replace(
         "        return cs.normalize(self.x, inplace=True)",
         "        import time\n        time.sleep(0.02)\n        return cs.normalize(self.x, inplace=True)"))

@@ -171,10 +171,11 @@ def test_short_stages_are_the_calibrated_ones() -> None:
     assert {n for n in cold if not n.endswith("GPUMemory")} == {"bench_eval.EndToEnd", "bench_network.Network"}
 
 
-def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> None:
+def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Short stages: ``number`` calls, each after a fresh prepare, the least peak kept; a peak under
-    the probe's resolution reads as the resolution. Long stages: one call after an unmeasured one,
-    unless ``memory_warmup`` is off."""
+    the probe's resolution reads as the resolution. Other stages: after an unmeasured call (unless
+    ``memory_warmup`` is off), up to MEMORY_CALLS calls while they are cheap, one when slow."""
     import numpy as np
 
     from cpbench.measure import suite
@@ -198,7 +199,10 @@ def test_stage_peak_is_the_least_of_the_calls_and_not_below_the_resolution() -> 
     assert abs(b.track_stage_peak_bytes(None, 0) - 12 * MIB) < 2 * MIB
     b.number, b.sizes = 1, [1] * suite.MEMORY_CALLS
     assert b.track_stage_peak_bytes(None, 0) == suite.MEMORY_RESOLUTION_BYTES
-    b.min_sample_s, b.sizes = 0.0, [30, 10]  # a long stage: a warm-up call, then one measured call
+    b.min_sample_s, b.sizes = 0.0, [30, 20, 14, 18, 26, 16, 12]  # not short but cheap: a warm-up call,
+    assert abs(b.track_stage_peak_bytes(None, 0) - 14 * MIB) < 2 * MIB  # then 5 calls (not a 6th)
+    monkeypatch.setattr(suite, "MEMORY_CHEAP_S", 0.0)  # a slow stage: one measured call
+    b.sizes = [30, 10, 5]
     assert abs(b.track_stage_peak_bytes(None, 0) - 10 * MIB) < 2 * MIB
     b.memory_warmup, b.sizes = False, [30, 10]  # the whole-network stages: the first call is measured
     assert abs(b.track_stage_peak_bytes(None, 0) - 30 * MIB) < 2 * MIB
