@@ -286,6 +286,22 @@ def test_stagewise_reproduces_eval(image: np.ndarray, model: Any, diameter: floa
     np.testing.assert_array_equal(cs.segment_stagewise(model, image, **kw), ref)
 
 
+@pytest.mark.skipif(not V3, reason="a random Cellpose-SAM finds no masks to compare")
+def test_fixed_bounds_normalize_as_the_image_own_percentiles(image: np.ndarray, model: Any) -> None:
+    """eval with ``lowhigh`` = the image's own 1st/99th percentiles segments as plain eval (a slide's
+    block normalized like the slide); other bounds give other masks."""
+    x = cs.rescale(cs.normalize(cs.convert(image)), 30.0)
+    thr = float(np.median(cs.run_network(model, x)[1]))
+    kw: dict[str, Any] = dict(diameter=30.0, cellprob_threshold=thr, flow_threshold=0.0, min_size=5)
+    ref = cs.eval_end_to_end(model, image, **kw)
+    lo, hi = (float(v) for v in np.percentile(image.astype(np.float32), [1.0, 99.0]))
+    same = cs.eval_end_to_end(model, image, lowhigh=(lo, hi), **kw)
+    assert ref.max() >= 5 and np.mean((same > 0) == (ref > 0)) > 0.999  # float64 bounds: last-bit rounding
+    other = cs.eval_end_to_end(model, image, lowhigh=(lo, 3 * hi), **kw)
+    assert np.mean((other > 0) == (ref > 0)) < 0.99
+    np.testing.assert_array_equal(cs.eval_end_to_end(model, image, **kw), ref)  # nothing left behind in cellpose
+
+
 def test_flow_qc_removes_inconsistent_mask(labels: np.ndarray, flows: tuple[np.ndarray, np.ndarray]) -> None:
     dP, _ = flows
     bad = dP.copy()

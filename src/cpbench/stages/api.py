@@ -185,15 +185,18 @@ def eval_end_to_end(
     batch_size: int = 8,
     augment: bool = False,
     tile_norm_blocksize: int = 0,
+    lowhigh: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """``CellposeModel.eval`` on one ``(Y, X)`` image; returns labels ``(Y, X)``.
 
     ``diameter`` in pixels (None = no rescaling), ``niter`` None = cellpose's default
-    (200 / rescale factor), ``bsize`` None = version default.
+    (200 / rescale factor), ``bsize`` None = version default. ``lowhigh``: intensities (the
+    image's units) that normalize to 0 and 1, instead of the image's own 1st/99th percentiles
+    (a block of a slide normalized like the whole slide; ``tile_norm_blocksize`` is then unused).
     """
     return adapter().eval(
         model, img, diameter, flow_threshold, cellprob_threshold, min_size, niter,
-        bsize, tile_overlap, batch_size, augment, tile_norm_blocksize,
+        bsize, tile_overlap, batch_size, augment, tile_norm_blocksize, lowhigh,
     )
 
 

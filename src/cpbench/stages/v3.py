@@ -118,13 +118,21 @@ class Cellpose3:
     def eval(
         self, model: Any, img: np.ndarray, diameter: float | None, flow_threshold: float, cellprob_threshold: float,
         min_size: int, niter: int | None, bsize: int | None, tile_overlap: float, batch_size: int, augment: bool,
-        tile_norm_blocksize: int,
+        tile_norm_blocksize: int, lowhigh: tuple[float, float] | None = None,
     ) -> np.ndarray:
+        norm: dict[str, Any] = {"tile_norm_blocksize": tile_norm_blocksize}
+        if lowhigh is not None:
+            # normalized here as normalize_img does with percentiles, (x - low) / (high - low) in float32,
+            # and eval told not to: its normalize["lowhigh"] would also shift the empty second channel
+            # that convert_image adds (-low / (high - low) everywhere: 538 nuclei found instead of 992).
+            # A dict, not normalize=False: eval writes a bool into the module's normalize_default, and
+            # every later eval of the process then skips normalization (3.0-4.x; 0 nuclei found after)
+            img = (img.astype(np.float32) - float(lowhigh[0])) / float(lowhigh[1] - lowhigh[0])
+            norm = {"normalize": False}
         masks = model.eval(
             img, diameter=diameter, flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold,
             min_size=min_size, bsize=self.bsize if bsize is None else bsize, tile_overlap=tile_overlap,
-            batch_size=batch_size, augment=augment, niter=niter,
-            normalize={"tile_norm_blocksize": tile_norm_blocksize}, **self.eval_extra,
+            batch_size=batch_size, augment=augment, niter=niter, normalize=norm, **self.eval_extra,
         )[0]
         return np.asarray(masks)
 
