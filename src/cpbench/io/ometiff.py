@@ -75,6 +75,15 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return np.rint(m).astype(a.dtype)
 
 
+def _block_first(a: np.ndarray, f: int) -> np.ndarray:
+    """The first pixel of every ``f x f`` block (nearest sampling: label ids are never averaged)."""
+    return a[::f, ::f]
+
+
+#: how a sub-resolution level is made from level 0: "mean" for intensities, "nearest" for labels
+REDUCERS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"mean": _block_mean, "nearest": _block_first}
+
+
 def estimate_bytes(shape: tuple[int, int, int], dtype: np.dtype, levels: int) -> int:
     """Upper estimate of the uncompressed size of a pyramid (level 0 plus sub-levels), bytes."""
     c, y, x = shape
@@ -107,16 +116,20 @@ def write_pyramid(
     compression: str = "none",
     progress: Any = None,
     on_tile: Callable[[int, int, int, np.ndarray], None] | None = None,
+    reduce: str = "mean",
 ) -> None:
     """Write a tiled pyramidal OME-TIFF to ``path`` (atomically), streaming tiles from ``tile_fn``.
 
     ``channel_names`` None writes a 2-D (Y, X) image (``layout.shape[0]`` must be 1).
     ``progress`` (tqdm-like) is advanced by one per level-0 tile and one per sub-level tile.
     ``on_tile(channel, y0, x0, tile)`` is called with every level-0 tile after it is made.
+    ``reduce``: sub-levels are block means ("mean") or nearest samples ("nearest", for label images).
     Units: pixels for sizes, µm for ``pixel_size_um``.
     """
     import zarr
 
+    if reduce not in REDUCERS:
+        raise ValueError(f"reduce must be one of {', '.join(REDUCERS)}, not {reduce!r}")
     if compression not in COMPRESSIONS:
         raise UserError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}")
     comp = None if compression == "none" else compression
@@ -139,7 +152,7 @@ def write_pyramid(
                     raise RuntimeError(f"tile_fn returned {a.shape}, expected {(h, w)}")
                 for k, arr in enumerate(lv, start=1):
                     f = 2**k
-                    d = _block_mean(a, f)
+                    d = REDUCERS[reduce](a, f)
                     arr[ch, y0 // f:y0 // f + d.shape[0], x0 // f:x0 // f + d.shape[1]] = d
                 if on_tile is not None:
                     on_tile(ch, y0, x0, a)
