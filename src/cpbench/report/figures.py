@@ -92,11 +92,12 @@ def breakdown_png(sizes: Sequence[str], stages: Sequence[str], seconds: dict[str
         for xi, t in zip(x, total):
             ax.text(xi, 101, f"{t:.3g} {unit}", ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x, sizes)
-        ax.set_ylim(0, 110)
+        ax.set_ylim(0, 115)
         ax.set_xlabel("image size (side, pixels; full = whole frame)")
     for xi, v in zip(x, process_mb):
         if v:
-            ax_m.text(xi, 106, f"eval: {v:.0f} MB", ha="center", va="bottom", fontsize=7, color="dimgray")
+            ax_m.text(xi, 106, f"eval:\n{v:.0f} MB", ha="center", va="bottom", fontsize=7, color="dimgray",
+                      linespacing=0.9)
     ax_t.set_ylabel("share of summed stage time, % (total above, s)")
     ax_m.set_ylabel("share of summed stage peaks, % (total above, MB)")
     handles, labels = ax_m.get_legend_handles_labels()
