@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.history.cli",
     "cpbench.measure.cli",
     "cpbench.profile.cli",
+    "cpbench.segment.cli",
 )
 
 

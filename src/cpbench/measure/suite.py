@@ -95,7 +95,7 @@ TILE_NORMS = grid([0], [0, 256])
 PARAM_DEFAULTS = {"dataset": "synthetic", "model": "reference", "bsize": "default", "batch_size": "8",
                   "tile_overlap": "0.1", "augment": "False", "niter": "200", "cellprob_threshold": "0.0",
                   "flow_threshold": "0.4", "min_size": "15", "flows": "network", "tile_norm_blocksize": "0",
-                  "diameter": "13.0", "compression": "zlib"}
+                  "diameter": "13.0", "compression": "zlib", "block": "2048"}
 
 
 def asv_value(v: str) -> str:

@@ -1,0 +1,124 @@
+"""``cpbench segment``: blockwise whole-slide segmentation of one channel on dask.distributed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``segment`` sub-command."""
+    p = sub.add_parser(
+        "segment", help="segment one channel of a whole slide in overlapping blocks (dask), one label per nucleus",
+        description="Read the channel block by block from a tiled OME-TIFF (never whole), run Cellpose on each "
+        "block with an overlap sized from the diameter (normalized with the whole slide's 1st/99th percentiles), "
+        "match the nuclei seen by two blocks across every seam, and write a tiled pyramidal OME-TIFF of globally "
+        "unique labels plus LABELS.seams.json (per seam: matched, merged, rescued, dropped, duplicated). Runs on a "
+        "dask LocalCluster, or on an existing scheduler with --scheduler; a re-run resumes from the blocks done.")
+    p.add_argument("image", type=Path, help="the slide: an OME-TIFF, (C, Y, X) or (Y, X)")
+    p.add_argument("--channel", type=int, default=0, help="the nuclear channel, 0-based (default 0)")
+    p.add_argument("--out", type=Path, required=True, help="the label image to write: LABELS.ome.tif")
+    p.add_argument("--block", type=int, default=2048, help="block side, pixels (default 2048)")
+    p.add_argument("--overlap", default="auto",
+                   help="pixels each block reads beyond its core on every side, or 'auto' = 2 x diameter (default)")
+    p.add_argument("--model", default="reference", help="model name or weights path (cpbench models lists them)")
+    p.add_argument("--diameter", type=float, default=None,
+                   help="nucleus diameter, pixels (default: the model's own, no rescaling; overlap from 17 px)")
+    p.add_argument("--device", default="cpu", help="torch device of the workers (default cpu)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="an existing dask scheduler (tcp://host:8786); default: a LocalCluster on this machine")
+    p.add_argument("--workers", type=int, default=None,
+                   help="LocalCluster worker processes (default: CPUs // threads, at least 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default $CPBENCH_THREADS or 2)")
+    p.add_argument("--work", type=Path, default=None,
+                   help="work folder (labels of each block; default .LABELS.ome.tif.work beside --out); kept on "
+                        "failure so that a re-run resumes, removed after success unless --keep-work")
+    p.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _overlap(text: str) -> int | None:
+    from cpbench.errors import UserError
+
+    if text == "auto":
+        return None
+    if not text.isdigit():
+        raise UserError(f"--overlap {text!r}: give 'auto' or a whole number of pixels")
+    return int(text)
+
+
+def _check_work(work: Path, plan: Any) -> None:
+    """A work folder left by a different run (other image, grid or model) cannot be resumed."""
+    from dataclasses import asdict
+
+    from cpbench.errors import UserError
+    from cpbench.io.files import write_text
+
+    key = {k: v for k, v in asdict(plan).items() if k not in ("lowhigh", "empty_below", "work")}
+    key = json.loads(json.dumps(key))
+    mark = work / "plan.json"
+    if mark.exists():
+        if json.loads(mark.read_text()) != key:
+            raise UserError(f"the work folder {work} holds another run (other image, grid, model or options): "
+                            "remove it, or give another --work")
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    write_text(mark, json.dumps(key, indent=1) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the input, start or join the cluster, run the passes, report."""
+    from cpbench.errors import UserError
+    from cpbench.measure.suite import THREADS_ENV, pin_threads
+    from cpbench.segment import run as srun
+
+    out = args.out.absolute()
+    srun.check_output(out, args.overwrite)
+    work = (args.work or out.with_name(f".{out.name}.work")).absolute()
+    plan = srun.plan_for(args.image.absolute(), args.channel, args.block, _overlap(args.overlap), args.model,
+                         args.diameter, args.device, work, {})
+    from cpbench.models import registry
+
+    registry.resolve(args.model, download=False)  # a model that cannot be had: one line, before any work
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads {args.threads}: give 1 or more")
+        os.environ[THREADS_ENV] = str(args.threads)
+    threads = pin_threads()  # the workers inherit the variables torch, numba and BLAS read
+    _check_work(work, plan)
+
+    from distributed import Client, LocalCluster
+
+    if args.scheduler:
+        try:
+            client = Client(args.scheduler, timeout="20s")
+        except OSError as exc:
+            raise UserError(f"cannot reach the dask scheduler {args.scheduler} ({exc}); check the address") from None
+        cluster = None
+    else:
+        n = args.workers or max(1, (os.cpu_count() or 1) // threads)
+        if n < 1:
+            raise UserError(f"--workers {n}: give 1 or more")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        outcome, _ = srun.run(plan, client, out, progress=not args.no_progress)
+    except srun.BlocksFailed as exc:
+        raise UserError(f"{exc}; the blocks done are kept in {work}: re-run the same command to resume") from None
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    print(srun.describe_outcome(outcome))
+    print(f"labels: {out}\nseam report: {srun.seam_report_path(out)}", file=sys.stdout)
+    return 0

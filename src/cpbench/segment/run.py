@@ -1,0 +1,249 @@
+"""``cpbench segment``'s driver: the passes over the slide on a dask.distributed cluster.
+
+1. histogram of the channel, block by block -> whole-slide 1st/99th percentiles (Cellpose's own
+   normalization of the whole image) and the empty-block threshold;
+2. Cellpose on every block's read window (one model per worker; empty blocks skipped; retried, then
+   reported); labels and tables into the work folder;
+3. seams matched pair by pair; 4. resolution on the client (tables of objects only);
+5. each core composed and written; 6. the tiled pyramidal OME-TIFF streamed from it, atomically;
+a seam report beside it. A re-run with the same work folder resumes from the blocks already done.
+Units: pixels, seconds, bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cpbench.errors import UserError
+from cpbench.segment import tasks
+from cpbench.segment.blocks import Index
+from cpbench.segment.normalize import percentiles
+from cpbench.segment.stitch import Resolution, resolve
+
+#: a block whose brightest pixel normalizes below this (0 = the slide's 1st, 1 = its 99th percentile)
+#: holds nothing Cellpose would find: it is skipped (bare glass)
+EMPTY_BELOW = 0.05
+
+
+class BlocksFailed(RuntimeError):
+    """Blocks that failed after their retries (their indices and the first error)."""
+
+
+@dataclass
+class Outcome:
+    """What a run did: counts, seconds per pass, the seam totals."""
+
+    blocks: int
+    empty: int
+    resumed: int
+    objects: int
+    labels: int
+    clashes: int
+    seconds: dict[str, float]
+    seams: dict[str, int]
+    workers: int
+
+
+def _gather(client: Any, fn: Callable[..., Any], args: Iterable[tuple[Any, ...]], what: str,
+            progress: bool, retries: int = 2) -> list[Any]:
+    """Run ``fn(*a)`` for every ``a`` on the cluster, with retries and a progress bar; results in order.
+    Failures after the retries are collected and raised together. ``client`` None runs them here, one
+    after the other (the asv benchmarks: the whole work in the measured process)."""
+    from tqdm import tqdm
+
+    args = list(args)
+    if client is None:
+        results = []
+        for a in tqdm(args, desc=what, unit="task", disable=not progress):
+            for attempt in range(retries + 1):
+                try:
+                    results.append(fn(*a))
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried, then reported like the cluster's
+                    if attempt == retries:
+                        raise BlocksFailed(f"1 {what} task failed after {retries} retries, first {a[1:]}: "
+                                           f"{type(exc).__name__}: {exc}") from exc
+        return results
+    from distributed import as_completed
+
+    futures = [client.submit(fn, *a, retries=retries, pure=False) for a in args]
+    order = {f.key: i for i, f in enumerate(futures)}
+    out: list[Any] = [None] * len(futures)
+    failed: list[tuple[Any, BaseException]] = []
+    with tqdm(total=len(futures), desc=what, unit="task", disable=not progress) as bar:
+        for fut in as_completed(futures):
+            i = order[fut.key]
+            if fut.status == "error":
+                failed.append((args[i][1:], fut.exception()))
+            else:
+                out[i] = fut.result()
+            bar.update(1)
+    if failed:
+        where, exc = failed[0]
+        raise BlocksFailed(f"{len(failed)} {what} task(s) failed after {retries} retries, first {where}: "
+                           f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def run(plan: tasks.Plan, client: Any, out: Path, progress: bool = True) -> tuple[Outcome, Resolution]:
+    """All passes for ``plan`` on ``client``; writes ``out`` (OME-TIFF) and ``out``'s seam report."""
+    seconds: dict[str, float] = {}
+    grid = plan.grid
+    idxs = [b.index for b in grid]
+    tasks.create_stores(plan)
+
+    t0 = time.perf_counter()
+    hists = _gather(client, tasks.histogram_task, ((plan, i) for i in idxs), "histogram", progress)
+    lo, hi = percentiles(np.sum(hists, axis=0))
+    plan = replace(plan, lowhigh=(lo, hi), empty_below=lo + EMPTY_BELOW * (hi - lo))
+    seconds["histogram"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    done: list[tasks.BlockDone] = _gather(client, tasks.segment_task, ((plan, i) for i in idxs), "blocks", progress)
+    seconds["blocks"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pairs = [(a.index, b.index) for a, b in grid.seams()]
+    matches = _gather(client, tasks.seam_task, ((plan, a, b) for a, b in pairs), "seams", progress)
+    tables = {i: tasks.load_table(plan, i)[0] for i in idxs}
+    res = resolve(grid, tables, matches)
+    maps = {i: res.label_map(t) for i, t in tables.items()}
+    del tables
+    seconds["seams"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    near = {b.index: [b.index, *(n.index for n in grid.neighbours(b))] for b in grid}
+    clashes = _gather(client, tasks.compose_task, ((plan, i, {n: maps[n] for n in near[i]}) for i in idxs),
+                      "compose", progress)
+    seconds["compose"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    write_ome_tiff(plan, out, progress)
+    seconds["write"] = time.perf_counter() - t0
+    totals = {k: sum(getattr(s, k) for s in res.seams) for k in ("matched", "merged", "rescued", "dropped",
+                                                                 "duplicated")}
+    workers = len({d.pid for d in done if not d.resumed}) or 0
+    outcome = Outcome(len(idxs), sum(d.empty for d in done), sum(d.resumed for d in done),
+                      sum(d.objects for d in done), res.total, int(sum(clashes)), seconds, totals, workers)
+    write_seam_report(seam_report_path(out), plan, outcome, res)
+    return outcome, res
+
+
+def segment_here(image: Path, out: Path, block: int, diameter: float | None, model: str = "reference",
+                 channel: int = 0) -> Outcome:
+    """The whole run in this process, one task after the other (no cluster), with a fresh work
+    folder beside ``out`` that is removed after: what the asv benchmarks time and measure."""
+    import shutil
+
+    work = out.with_name(f".{out.name}.work")
+    shutil.rmtree(work, ignore_errors=True)
+    plan = plan_for(image, channel, block, None, model, diameter, "cpu", work, {})
+    try:
+        outcome, _ = run(plan, None, out, progress=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return outcome
+
+
+def write_ome_tiff(plan: tasks.Plan, out: Path, progress: bool) -> None:
+    """Stream the work folder's global labels into a tiled pyramidal OME-TIFF at ``out`` (atomic)."""
+    import zarr
+    from tqdm import tqdm
+
+    from cpbench.io.ometiff import Layout, auto_levels, write_pyramid
+
+    src = zarr.open_array(str(Path(plan.work) / "out.zarr"), mode="r")
+    tile = 512
+    layout = Layout((1, *plan.shape), tile, auto_levels(*plan.shape, tile))
+    total = sum(layout.n_tiles(k) for k in range(layout.levels + 1))
+    with tqdm(total=total, desc="write", unit="tile", disable=not progress) as bar:
+        write_pyramid(out, layout, np.dtype(np.uint32), lambda c, y0, x0, h, w: src[y0:y0 + h, x0:x0 + w],
+                      channel_names=None, pixel_size_um=1.0, compression="zlib", progress=bar, reduce="nearest")
+
+
+def seam_report_path(out: Path) -> Path:
+    """``LABELS.ome.tif`` -> ``LABELS.seams.json``."""
+    name = out.name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out.with_name(name + ".seams.json")
+
+
+def write_seam_report(path: Path, plan: tasks.Plan, outcome: Outcome, res: Resolution) -> None:
+    """The run and every seam's counts, as JSON (atomic)."""
+    from cpbench.io.files import write_text
+
+    def idx(i: Index) -> list[int]:
+        return [int(i[0]), int(i[1])]
+
+    doc = {
+        "image": plan.image, "channel": plan.channel, "shape": list(plan.shape), "block": plan.block,
+        "overlap": plan.overlap, "model": plan.model, "diameter": plan.diameter, "lowhigh": list(plan.lowhigh),
+        "outcome": asdict(outcome), "split": res.split,
+        "cut_kept": sum(res.cut_kept.values()),
+        "seams": [{"a": idx(s.a), "b": idx(s.b), "matched": s.matched, "merged": s.merged, "rescued": s.rescued,
+                   "dropped": s.dropped, "duplicated": s.duplicated} for s in res.seams],
+    }
+    write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """One-line errors for an output that cannot be written."""
+    from cpbench.io.files import unwritable_reason
+
+    if not (out.name.endswith(".ome.tif") or out.name.endswith(".ome.tiff")):
+        raise UserError(f"--out {out}: give a name ending .ome.tif (a tiled pyramidal OME-TIFF label image)")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    reason = unwritable_reason(out.parent)
+    if reason:
+        raise UserError(f"--out {out}: cannot write in {out.parent} ({reason}); choose another --out")
+
+
+def describe_outcome(o: Outcome) -> str:
+    """A few lines for the terminal."""
+    secs = ", ".join(f"{k} {v:.1f} s" for k, v in o.seconds.items())
+    s = o.seams
+    return (f"{o.blocks} blocks ({o.empty} empty, {o.resumed} resumed) on {o.workers} worker(s): {o.labels} labels "
+            f"from {o.objects} block objects; seams: {s['matched']} matched, {s['merged']} merged, "
+            f"{s['rescued']} rescued, {s['dropped']} dropped, {s['duplicated']} duplicated; {secs}")
+
+
+def plan_for(image: Path, channel: int, block: int, overlap: int | None, model: str, diameter: float | None,
+             device: str, work: Path, eval_kw: dict[str, Any]) -> tasks.Plan:
+    """A :class:`tasks.Plan` after checking the image, channel and sizes (one-line errors)."""
+    import tifffile
+
+    from cpbench.segment.blocks import auto_overlap, make_grid
+
+    try:
+        with tifffile.TiffFile(image) as tf:
+            s = tf.series[0]
+            shape, axes = s.shape, s.axes
+    except FileNotFoundError:
+        raise UserError(f"{image} does not exist: give the path of an OME-TIFF") from None
+    except (tifffile.TiffFileError, ValueError, IndexError) as exc:
+        raise UserError(f"{image} is not a readable TIFF ({exc}); give an OME-TIFF") from None
+    if len(shape) == 2:
+        nch, yx = 1, (int(shape[0]), int(shape[1]))
+    elif len(shape) == 3 and axes[-2:] == "YX":
+        nch, yx = int(shape[0]), (int(shape[1]), int(shape[2]))
+    else:
+        raise UserError(f"{image} has axes {axes} {shape}: a (C, Y, X) or (Y, X) image is needed")
+    if not 0 <= channel < nch:
+        raise UserError(f"--channel {channel} is out of range: {image.name} has channels 0..{nch - 1}")
+    ov = auto_overlap(diameter or 17.0) if overlap is None else overlap
+    make_grid(yx, block, ov)  # the size checks
+    return tasks.Plan(str(image), channel, yx, block, ov, str(work), model, device, diameter,
+                      eval_kw=tuple(sorted(eval_kw.items())))

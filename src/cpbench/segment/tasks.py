@@ -1,0 +1,183 @@
+"""The work of one block or one seam, as a dask task runs it (top-level functions of a frozen
+:class:`Plan`: picklable, and each re-runnable — a block whose table exists is not segmented again).
+
+Work folder (``Plan.work``): ``labels.zarr`` (each block's read-window labels, local ids, one chunk a
+block, padded with 0), ``tables/R_C.npz`` (its object table, written last: the block's done mark) and
+``out.zarr`` (the global labels, one chunk a block core). Units: pixels; intensities in the image's units.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cpbench.io.files import load_npz, save_npz
+from cpbench.segment.blocks import Grid, Index, make_grid
+from cpbench.segment.stitch import (
+    Objects,
+    SeamMatch,
+    compose,
+    match_seam,
+    measure_objects,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a worker needs: the image and channel, the grid, the model, Cellpose's options,
+    the whole-slide normalization bounds and the empty-block threshold (image units)."""
+
+    image: str
+    channel: int
+    shape: tuple[int, int]
+    block: int
+    overlap: int
+    work: str
+    model: str = "reference"
+    device: str = "cpu"
+    diameter: float | None = None
+    lowhigh: tuple[float, float] = (0.0, 1.0)
+    empty_below: float = 0.0
+    eval_kw: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def grid(self) -> Grid:
+        return make_grid(self.shape, self.block, self.overlap)
+
+    @property
+    def window(self) -> int:
+        """Side of a labels chunk: the largest read window, pixels."""
+        return self.block + 2 * self.overlap
+
+    def table_path(self, idx: Index) -> Path:
+        return Path(self.work) / "tables" / f"{idx[0]}_{idx[1]}.npz"
+
+
+def create_stores(plan: Plan) -> None:
+    """The work folder's zarr arrays (kept when they exist: a re-run resumes)."""
+    import zarr
+
+    work = Path(plan.work)
+    (work / "tables").mkdir(parents=True, exist_ok=True)
+    g = plan.grid
+    for name, shape, chunks in (("labels.zarr", (g.rows, g.cols, plan.window, plan.window),
+                                 (1, 1, plan.window, plan.window)),
+                                ("out.zarr", plan.shape, (plan.block, plan.block))):
+        if not (work / name).exists():
+            zarr.create_array(store=str(work / name), shape=shape, chunks=chunks, dtype=np.uint32, fill_value=0)
+
+
+def _store(plan: Plan, name: str) -> Any:
+    import zarr
+
+    return zarr.open_array(str(Path(plan.work) / name), mode="r+")
+
+
+def read_block(plan: Plan, window: tuple[int, int, int, int]) -> np.ndarray:
+    """One channel of the image over ``window`` (only the tiles it touches are read)."""
+    from cpbench import stages as cs
+
+    y0, y1, x0, x1 = window
+    return cs.read_region(plan.image, plan.channel, y0, x0, y1 - y0, x1 - x0)
+
+
+def histogram_task(plan: Plan, idx: Index) -> np.ndarray:
+    """Intensity counts of block ``idx``'s core (for the whole-slide percentiles)."""
+    from cpbench.segment.normalize import histogram
+
+    return histogram([read_block(plan, plan.grid.at(*idx).core)])
+
+
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def worker_model(name: str, device: str) -> Any:
+    """The model, loaded once per worker process (every block of the worker reuses it)."""
+    key = (name, device)
+    if key not in _MODELS:
+        import torch
+
+        from cpbench.models import registry
+
+        torch.set_num_threads(int(os.environ.get("CPBENCH_THREADS", "2")))
+        _MODELS[key] = registry.load(name, device=device, download=False)
+    return _MODELS[key]
+
+
+@dataclass(frozen=True)
+class BlockDone:
+    """A block's outcome: objects found, skipped as empty, resumed from an earlier run, seconds."""
+
+    index: Index
+    objects: int
+    empty: bool
+    resumed: bool
+    seconds: float
+    pid: int
+
+
+def load_table(plan: Plan, idx: Index) -> tuple[Objects, bool]:
+    """Block ``idx``'s object table and whether the block was empty."""
+    ids, area, cy, cx, cut, empty = load_npz(plan.table_path(idx), "ids", "area", "cy", "cx", "cut", "empty")
+    return Objects(idx, ids, area, cy, cx, cut.astype(bool)), bool(empty)
+
+
+def segment_task(plan: Plan, idx: Index) -> BlockDone:
+    """Segment block ``idx``'s read window (unless done before or empty), store labels, then table."""
+    start = time.perf_counter()
+    if plan.table_path(idx).exists():
+        t, empty = load_table(plan, idx)
+        return BlockDone(idx, len(t.ids), empty, True, 0.0, os.getpid())
+    blk = plan.grid.at(*idx)
+    img = read_block(plan, blk.read)
+    empty = bool(img.max(initial=0) < plan.empty_below)
+    if empty:
+        labels = np.zeros(img.shape, np.uint32)
+    else:
+        from cpbench import stages as cs
+
+        model = worker_model(plan.model, plan.device)
+        labels = cs.eval_end_to_end(model, img, plan.diameter, lowhigh=plan.lowhigh,
+                                    **dict(plan.eval_kw)).astype(np.uint32)
+        h, w = labels.shape
+        _store(plan, "labels.zarr")[idx[0], idx[1], :h, :w] = labels
+    t = measure_objects(labels, blk, plan.shape)
+    save_npz(plan.table_path(idx), ids=t.ids, area=t.area, cy=t.cy, cx=t.cx, cut=t.cut, empty=np.array(empty))
+    return BlockDone(idx, len(t.ids), empty, False, time.perf_counter() - start, os.getpid())
+
+
+def block_labels(plan: Plan, idx: Index) -> np.ndarray | None:
+    """Block ``idx``'s read-window labels (local ids), or None for a block without objects."""
+    t, _ = load_table(plan, idx)
+    if not len(t.ids):
+        return None
+    h, w = plan.grid.at(*idx).read_shape
+    return np.asarray(_store(plan, "labels.zarr")[idx[0], idx[1], :h, :w])
+
+
+def seam_task(plan: Plan, a: Index, b: Index) -> SeamMatch:
+    """Match the objects of two touching blocks."""
+    g = plan.grid
+    ta, _ = load_table(plan, a)
+    tb, _ = load_table(plan, b)
+    la, lb = block_labels(plan, a), block_labels(plan, b)
+    if la is None or lb is None:
+        la = np.zeros(g.at(*a).read_shape, np.uint32) if la is None else la
+        lb = np.zeros(g.at(*b).read_shape, np.uint32) if lb is None else lb
+    return match_seam(g.at(*a), la, ta, g.at(*b), lb, tb)
+
+
+def compose_task(plan: Plan, idx: Index, maps: dict[Index, np.ndarray]) -> int:
+    """Write block ``idx``'s core of the global labels from the maps of it and its neighbours; returns
+    the pixels two kept objects claimed."""
+    g = plan.grid
+    blk = g.at(*idx)
+    core, clashes = compose(g, blk, lambda i: block_labels(plan, i) if i in maps else None, maps.__getitem__)
+    y0, y1, x0, x1 = blk.core
+    _store(plan, "out.zarr")[y0:y1, x0:x1] = core
+    return clashes
