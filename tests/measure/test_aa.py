@@ -3,7 +3,7 @@ warm-up, calls per sample and memory probes), measured through the real `asv run
 at three commits: A, A' (A plus a comment: the same code) and B (A' with 20 ms more in Normalize).
 A and A' are measured with their rounds interleaved, as the README tells users to compare two commits
 (`asv continuous`, or `asv run`'s default `--interleave-rounds`; with `--python=same` asv cannot
-interleave itself, so A and A' take turns, 2 rounds an `asv run -a rounds=2 --append-samples`): this
+interleave itself, so A and A' take turns, 3 rounds an `asv run -a rounds=3 --append-samples`): this
 host's speed drifts over minutes, and two runs one after the other differed by 14 % (21.5 vs 24.4 ms,
 follow_flows at 256 px, CI) where the code had not changed. Stock `asv compare` flags nothing between A and A' (the A/A
 check) and flags the planted slowdown between A' and B (measured after them, in one run);
@@ -43,7 +43,9 @@ def _discs(n, count=60, seed=0):
 
 class _Small(_b.Stage):
     version = "1"
-    params = (["256"],)  # one size: the test's cost is 3 commits x 9 benchmarks x 6 rounds (CI's 30-minute budget)
+    # one size, two stages (a short one, a long one; mask recovery, their chain, added 3.3 of 10 minutes): the
+    # test's cost is 3 commits x 6 benchmarks x 6 rounds, ~33 s a round (CI's 30-minute budget)
+    params = (["256"],)
     param_names = ["size"]
 
     def setup_cache(self):
@@ -68,14 +70,6 @@ class FollowFlows(_Small):
 
     def run(self):
         return cs.follow_flows(self.dP, self.cellprob)
-
-
-class MaskRecovery(_Small):
-    def prepare(self, size):
-        self.dP, self.cellprob = cs.ground_truth_flows(_discs(int(size)))
-
-    def run(self):
-        return cs.masks_from_flows(self.dP, self.cellprob)
 '''
 
 
@@ -91,7 +85,7 @@ def _head(proj: Path) -> str:
 
 
 ROUNDS = Stage.rounds  # 6 processes a benchmark
-TURN = 2  # rounds of one commit before the other's (7 asv runs, not 13: each costs ~20 s to start)
+TURN = 3  # rounds of one commit before the other's: A A' A A' (each asv run costs ~70 s more than its rounds)
 
 
 def _run(proj: Path, *extra: str) -> None:
@@ -104,7 +98,7 @@ def _run(proj: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def aa_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, str]:
     """Commits A, A' (a comment more) and B (Normalize sleeps 20 ms more), measured with
-    asv --record-samples: A and A' in turns of 2 rounds (6 rounds each), then B in one run."""
+    asv --record-samples: A and A' in turns of 3 rounds (6 rounds each), then B in one run."""
     proj = tmp_path_factory.mktemp("aaproj")
     (proj / "benchmarks").mkdir()
     (proj / "benchmarks" / "__init__.py").write_text(
@@ -141,13 +135,13 @@ def _flagged(proj: Path, a: str, b: str) -> list[str]:
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     rows = [line for line in res.stdout.splitlines() if line.startswith("|") and "bench_aa." in line]
-    assert len(rows) == 9  # 3 stages x (time, stage peak, process peak)
+    assert len(rows) == 6  # 2 stages x (time, stage peak, process peak)
     return [r for r in rows if r.split("|")[1].strip() in ("+", "-", "x")]
 
 
 def test_aa_compare_flags_nothing(aa_project: tuple[Path, str, str, str]) -> None:
     """The same code measured twice: stock `asv compare --factor 1.1` marks no time and no memory
-    result of the 9 as changed (nor as incomparable)."""
+    result of the 6 as changed (nor as incomparable)."""
     proj, a, same, _ = aa_project
     assert _flagged(proj, a, same) == []
 
@@ -174,4 +168,4 @@ def test_timings_have_warm_samples_and_stability_reads_them(aa_project: tuple[Pa
     assert all(t["aa_change"] is not None for t in table)  # the earlier run was found
     assert main(["stability", "--results", str(proj / "results"), "--out", str(tmp_path), "--all"]) == 0
     md = (tmp_path / "stability_cpu.md").read_text()
-    assert md.count("bench_aa.") == 9 and "| A/A change |" in md
+    assert md.count("bench_aa.") == 6 and "| A/A change |" in md

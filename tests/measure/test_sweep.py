@@ -62,7 +62,8 @@ def test_real_benchmarks_discovered_with_full_grids() -> None:
     assert names[:3] == ["dataset", "size", "device"] and "'8192'" in values[1] and "'full'" in values[1]
     chosen = sweep.combinations("scaling", classes)
     assert {"bench_network.Network", "bench_eval.EndToEnd", "bench_masks.MaskRecovery"} <= set(chosen)
-    assert all(len(c) == 6 for c in chosen.values())  # 256 ... 4096 and the whole frame, one combination each
+    blockwise = chosen.pop("bench_segment.Blockwise")  # sizes from 2048 px: 2048 and 4096 of the defaults
+    assert len(blockwise) == 2 and all(len(c) == 6 for c in chosen.values())  # 256 ... 4096 and the whole frame
 
 
 def test_bad_sweep_and_config(tmp_path: Path) -> None:
