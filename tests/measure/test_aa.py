@@ -85,7 +85,7 @@ def _head(proj: Path) -> str:
 
 
 ROUNDS = Stage.rounds  # 6 processes a benchmark
-TURN = 3  # rounds of one commit before the other's: A A' A A' (each asv run costs ~70 s more than its rounds)
+TURN = 3  # rounds of one commit before the other's: A A' A A' (the fewest asv runs that interleave)
 
 
 def _run(proj: Path, *extra: str) -> None:

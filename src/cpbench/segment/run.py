@@ -129,7 +129,7 @@ def run(plan: tasks.Plan, client: Any, out: Path, progress: bool = True) -> tupl
     seconds["write"] = time.perf_counter() - t0
     totals = {k: sum(getattr(s, k) for s in res.seams) for k in ("matched", "merged", "rescued", "dropped",
                                                                  "duplicated")}
-    workers = len({d.pid for d in done if not d.resumed}) or 0
+    workers = len({d.pid for d in done if not d.resumed})
     outcome = Outcome(len(idxs), sum(d.empty for d in done), sum(d.resumed for d in done),
                       sum(d.objects for d in done), res.total, int(sum(clashes)), seconds, totals, workers)
     write_seam_report(seam_report_path(out), plan, outcome, res)

@@ -151,11 +151,8 @@ def segment_task(plan: Plan, idx: Index) -> BlockDone:
     return BlockDone(idx, len(t.ids), empty, False, time.perf_counter() - start, os.getpid())
 
 
-def block_labels(plan: Plan, idx: Index) -> np.ndarray | None:
-    """Block ``idx``'s read-window labels (local ids), or None for a block without objects."""
-    t, _ = load_table(plan, idx)
-    if not len(t.ids):
-        return None
+def _stored_labels(plan: Plan, idx: Index) -> np.ndarray:
+    """Block ``idx``'s read-window labels (local ids) from the work folder."""
     h, w = plan.grid.at(*idx).read_shape
     return np.asarray(_store(plan, "labels.zarr")[idx[0], idx[1], :h, :w])
 
@@ -165,11 +162,9 @@ def seam_task(plan: Plan, a: Index, b: Index) -> SeamMatch:
     g = plan.grid
     ta, _ = load_table(plan, a)
     tb, _ = load_table(plan, b)
-    la, lb = block_labels(plan, a), block_labels(plan, b)
-    if la is None or lb is None:
-        la = np.zeros(g.at(*a).read_shape, np.uint32) if la is None else la
-        lb = np.zeros(g.at(*b).read_shape, np.uint32) if lb is None else lb
-    return match_seam(g.at(*a), la, ta, g.at(*b), lb, tb)
+    if not len(ta.ids) or not len(tb.ids):  # nothing to match
+        return SeamMatch(a, b, np.zeros((0, 2), np.int64), np.zeros(0), np.zeros((0, 2), np.int64))
+    return match_seam(g.at(*a), _stored_labels(plan, a), ta, g.at(*b), _stored_labels(plan, b), tb)
 
 
 def compose_task(plan: Plan, idx: Index, maps: dict[Index, np.ndarray]) -> int:
@@ -177,7 +172,8 @@ def compose_task(plan: Plan, idx: Index, maps: dict[Index, np.ndarray]) -> int:
     the pixels two kept objects claimed."""
     g = plan.grid
     blk = g.at(*idx)
-    core, clashes = compose(g, blk, lambda i: block_labels(plan, i) if i in maps else None, maps.__getitem__)
+    # a block that keeps nothing paints nothing: its labels are not read (nor its table)
+    core, clashes = compose(g, blk, lambda i: _stored_labels(plan, i) if maps[i].any() else None, maps.__getitem__)
     y0, y1, x0, x1 = blk.core
     _store(plan, "out.zarr")[y0:y1, x0:x1] = core
     return clashes
