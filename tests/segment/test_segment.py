@@ -1,10 +1,13 @@
 """`cpbench segment` end to end on a synthetic slide with the reference model, on a real dask
-LocalCluster: labels agree with whole-image eval, the pyramid holds labels (not averages), the seam
-report is written, a re-run resumes, and bad input is a one-line error with nothing written."""
+LocalCluster of two workers and on an existing scheduler: labels agree with whole-image eval, the
+pyramid holds labels (not averages), the seam report is written, a re-run resumes (into OME-Zarr), a
+block that cannot be read fails the run with one line after its retries, and bad input is a one-line
+error with nothing written."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,9 @@ def segmented(slide: Path) -> tuple[Path, Path]:
     out = slide.with_name("labels.ome.tif")
     work = slide.with_name("work")
     rc = main(["segment", str(slide), "--channel", "0", "--out", str(out), "--block", "256", "--diameter",
-               str(DIAMETER), "--workers", "1", "--threads", "2", "--no-progress", "--work", str(work), "--keep-work"])
+               str(DIAMETER), "--workers", "2", "--threads", "1", "--no-progress", "--work", str(work), "--keep-work"])
     assert rc == 0
+    shutil.copytree(work, slide.with_name("work-copy"))  # for the run on an existing scheduler
     return out, work
 
 
@@ -78,17 +82,82 @@ def test_seam_report_counts_every_seam(segmented: tuple[Path, Path]) -> None:
     assert len(doc["seams"]) == 3 * 2 * 2 + 2 * 2 * 2  # 3 x 3 blocks: right, below, two diagonals
     assert doc["outcome"]["seams"]["matched"] > 0
     assert doc["outcome"]["labels"] == int(tifffile.imread(out).max())
+    assert doc["outcome"]["workers"] == 2  # both LocalCluster workers segmented blocks
+
+
+def test_an_existing_scheduler_runs_the_same_work(slide: Path, segmented: tuple[Path, Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from distributed import LocalCluster
+
+    out, _ = segmented
+    work = slide.with_name("work-copy")
+    (work / "tables" / "1_1.npz").unlink()  # the middle block is segmented again, on that cluster
+    other = out.with_name("scheduled.ome.tif")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        rc = main(["segment", str(slide), "--out", str(other), "--block", "256", "--diameter", str(DIAMETER),
+                   "--scheduler", cluster.scheduler_address, "--no-progress", "--work", str(work)])
+    assert rc == 0 and "8 resumed" in capsys.readouterr().out
+    a, b = tifffile.imread(other), tifffile.imread(out)
+    assert a.max() == b.max() and _ap(a, b) >= 0.999
+
+
+def test_seam_picture_marks_the_labels_the_other_image_lacks(slide: Path, segmented: tuple[Path, Path],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import matplotlib.image as mpimg
+
+    out, _ = segmented
+    labels = tifffile.imread(out)
+    view = labels[128:384, 128:384]  # the default region: 256 px around the block corner (256, 256)
+    gone = int(np.unique(view[view > 0])[len(np.unique(view[view > 0])) // 2])
+    other = out.with_name("other.tif")
+    tifffile.imwrite(other, np.where(labels == gone, 0, labels))
+    png = out.with_name("seam.png")
+    assert main(["seam-picture", str(out), "--image", str(slide), "--against", str(other), "--out", str(png)]) == 0
+    n = len(np.unique(view)) - 1
+    assert f"y 128..384, x 128..384 px: {n} labels, 1 unmatched; {n - 1} labels, 0 unmatched" in capsys.readouterr().out
+    assert mpimg.imread(png).shape[:2] == (726, 1364)
+    assert main(["seam-picture", str(out), "--image", str(slide), "--at", "1;2", "--out", str(png)]) == 2
+    assert main(["seam-picture", str(other), "--image", str(slide), "--out", str(png)]) == 2
+    assert "seam report" in capsys.readouterr().err
 
 
 def test_a_rerun_resumes_from_the_blocks_done(slide: Path, segmented: tuple[Path, Path],
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import zarr
+
     out, work = segmented
-    again = out.with_name("again.ome.tif")
+    again = out.with_name("again.ome.zarr")
     rc = main(["segment", str(slide), "--out", str(again), "--block", "256", "--diameter", str(DIAMETER),
                "--workers", "1", "--no-progress", "--work", str(work)])
     assert rc == 0 and "9 resumed" in capsys.readouterr().out
-    np.testing.assert_array_equal(tifffile.imread(again), tifffile.imread(out))
+    root = zarr.open_group(str(again), mode="r")
+    l0 = tifffile.imread(out)
+    np.testing.assert_array_equal(root["0"][:], l0)
+    assert [d["path"] for d in root.attrs["multiscales"][0]["datasets"]] == ["0", "1"]  # as the OME-TIFF's
+    np.testing.assert_array_equal(root["1"][:], l0[::2, ::2])
+    assert json.loads(again.with_name("again.seams.json").read_text())["outcome"]["resumed"] == 9
     assert not work.exists()  # removed after success without --keep-work
+
+
+def test_an_unreadable_block_fails_the_run_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cpbench.synth.writer import OutputOptions, generate
+
+    slide = tmp_path / "slide.ome.tif"
+    generate(slide, (4, 300, 300), options=OutputOptions(tile=128), progress=False)
+    with tifffile.TiffFile(slide) as tf:  # channel 0's middle tile, 128..256 px: garbage
+        page = tf.series[0].pages[0]
+        offset, size = page.dataoffsets[4], page.databytecounts[4]
+    with open(slide, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * size)
+    out, work = tmp_path / "labels.ome.tif", tmp_path / "work"
+    rc = main(["segment", str(slide), "--out", str(out), "--block", "128", "--overlap", "20", "--workers", "1",
+               "--no-progress", "--work", str(work)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err, err
+    assert "1 histogram task(s) failed after 2 retries, the first at block (1, 1): DeflateError" in err
+    assert "re-run the same command to resume" in err
+    assert not out.exists() and work.is_dir()  # the work is kept for the re-run
 
 
 @pytest.mark.parametrize("args, words", [

@@ -17,12 +17,14 @@ def register(sub: Any) -> None:
         "segment", help="segment one channel of a whole slide in overlapping blocks (dask), one label per nucleus",
         description="Read the channel block by block from a tiled OME-TIFF (never whole), run Cellpose on each "
         "block with an overlap sized from the diameter (normalized with the whole slide's 1st/99th percentiles), "
-        "match the nuclei seen by two blocks across every seam, and write a tiled pyramidal OME-TIFF of globally "
-        "unique labels plus LABELS.seams.json (per seam: matched, merged, rescued, dropped, duplicated). Runs on a "
-        "dask LocalCluster, or on an existing scheduler with --scheduler; a re-run resumes from the blocks done.")
+        "match the nuclei seen by two blocks across every seam, and write a tiled pyramidal OME-TIFF (or "
+        "OME-Zarr) of globally unique labels plus LABELS.seams.json (per seam: matched, merged, rescued, dropped, "
+        "duplicated). Runs on a dask LocalCluster, or on an existing scheduler with --scheduler; a re-run resumes from the blocks done.")
     p.add_argument("image", type=Path, help="the slide: an OME-TIFF, (C, Y, X) or (Y, X)")
     p.add_argument("--channel", type=int, default=0, help="the nuclear channel, 0-based (default 0)")
-    p.add_argument("--out", type=Path, required=True, help="the label image to write: LABELS.ome.tif")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the label image to write: LABELS.ome.tif (tiled pyramidal OME-TIFF) or LABELS.ome.zarr "
+                   "(OME-Zarr 0.4 label image)")
     p.add_argument("--block", type=int, default=2048, help="block side, pixels (default 2048)")
     p.add_argument("--overlap", default="auto",
                    help="pixels each block reads beyond its core on every side, or 'auto' = 2 x diameter (default)")
@@ -43,6 +45,46 @@ def register(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+    q = sub.add_parser(
+        "seam-picture", help="draw a seam region of a cpbench segment label image, beside another label image",
+        description="Draw the slide's channel around a block corner with the outlines of the labels written by "
+        "cpbench segment, the block cores (yellow) and read windows (dotted); with --against, the same region of "
+        "another label image of the slide beside it (e.g. whole-image eval: cpbench segment with --block larger "
+        "than the slide), objects without a partner at IoU > 0.5 in red. Reads only the region.")
+    q.add_argument("labels", type=Path, help="LABELS.ome.tif or LABELS.ome.zarr written by cpbench segment")
+    q.add_argument("--image", type=Path, required=True, help="the slide that was segmented")
+    q.add_argument("--against", type=Path, default=None, help="another label image of the same slide")
+    q.add_argument("--at", default=None, metavar="Y,X", help="centre of the region, pixels (default: the block "
+                   "corner nearest the slide's centre)")
+    q.add_argument("--size", type=int, default=None, help="side of the region, pixels (default 8 x overlap)")
+    q.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    q.set_defaults(func=picture)
+
+
+def picture(args: argparse.Namespace) -> int:
+    """Check the arguments, draw, say what is in view."""
+    from cpbench.errors import UserError
+    from cpbench.segment.picture import seam_picture
+
+    at = None
+    if args.at is not None:
+        parts = args.at.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise UserError(f"--at {args.at!r}: give Y,X in pixels, e.g. --at 2048,2048")
+        at = (int(parts[0]), int(parts[1]))
+    if args.size is not None and args.size < 16:
+        raise UserError(f"--size {args.size}: give at least 16 pixels")
+    for path in (args.labels, args.image, args.against):
+        if path is not None and not path.exists():
+            raise UserError(f"{path} does not exist: check the path")
+    if not args.out.name.endswith(".png"):
+        raise UserError(f"--out {args.out}: give a name ending .png")
+    view = seam_picture(args.labels, args.image, args.out, args.against, at, args.size)
+    y0, x0, h, w = view.window
+    shown = "; ".join(f"{n} labels, {m} unmatched" for n, m in zip(view.labels, view.unmatched, strict=True))
+    print(f"{args.out}: y {y0}..{y0 + h}, x {x0}..{x0 + w} px: {shown}")
+    return 0
 
 
 def _overlap(text: str) -> int | None:

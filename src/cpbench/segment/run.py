@@ -68,8 +68,7 @@ def _gather(client: Any, fn: Callable[..., Any], args: Iterable[tuple[Any, ...]]
                     break
                 except Exception as exc:  # noqa: BLE001 - retried, then reported like the cluster's
                     if attempt == retries:
-                        raise BlocksFailed(f"1 {what} task failed after {retries} retries, first {a[1:]}: "
-                                           f"{type(exc).__name__}: {exc}") from exc
+                        raise BlocksFailed(_failed(what, 1, retries, a, exc)) from exc
         return results
     from distributed import as_completed
 
@@ -81,19 +80,26 @@ def _gather(client: Any, fn: Callable[..., Any], args: Iterable[tuple[Any, ...]]
         for fut in as_completed(futures):
             i = order[fut.key]
             if fut.status == "error":
-                failed.append((args[i][1:], fut.exception()))
+                failed.append((args[i], fut.exception()))
             else:
                 out[i] = fut.result()
             bar.update(1)
     if failed:
         where, exc = failed[0]
-        raise BlocksFailed(f"{len(failed)} {what} task(s) failed after {retries} retries, first {where}: "
-                           f"{type(exc).__name__}: {exc}")
+        raise BlocksFailed(_failed(what, len(failed), retries, where, exc))
     return out
 
 
+def _failed(what: str, n: int, retries: int, args: tuple[Any, ...], exc: BaseException) -> str:
+    """One line: how many ``what`` tasks failed, the first one's blocks (row, column) and its error."""
+    blocks = " and ".join(str(tuple(int(v) for v in a)) for a in args if isinstance(a, tuple))
+    text = " ".join(str(exc).split())  # one line, whatever the error printed
+    return (f"{n} {what} task(s) failed after {retries} retries, the first at block {blocks}: "
+            f"{type(exc).__name__}: {text}")
+
+
 def run(plan: tasks.Plan, client: Any, out: Path, progress: bool = True) -> tuple[Outcome, Resolution]:
-    """All passes for ``plan`` on ``client``; writes ``out`` (OME-TIFF) and ``out``'s seam report."""
+    """All passes for ``plan`` on ``client``; writes ``out`` (OME-TIFF or OME-Zarr) and its seam report."""
     seconds: dict[str, float] = {}
     grid = plan.grid
     idxs = [b.index for b in grid]
@@ -125,7 +131,7 @@ def run(plan: tasks.Plan, client: Any, out: Path, progress: bool = True) -> tupl
     seconds["compose"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    write_ome_tiff(plan, out, progress)
+    write_labels(plan, out, progress)
     seconds["write"] = time.perf_counter() - t0
     totals = {k: sum(getattr(s, k) for s in res.seams) for k in ("matched", "merged", "rescued", "dropped",
                                                                  "duplicated")}
@@ -152,26 +158,41 @@ def segment_here(image: Path, out: Path, block: int, diameter: float | None, mod
     return outcome
 
 
-def write_ome_tiff(plan: tasks.Plan, out: Path, progress: bool) -> None:
-    """Stream the work folder's global labels into a tiled pyramidal OME-TIFF at ``out`` (atomic)."""
+#: what ``--out`` may end with: a tiled pyramidal OME-TIFF, or an OME-Zarr (NGFF 0.4) folder
+TIFF_SUFFIXES, ZARR_SUFFIXES = (".ome.tiff", ".ome.tif"), (".ome.zarr", ".zarr")
+
+
+def write_labels(plan: tasks.Plan, out: Path, progress: bool) -> None:
+    """Stream the work folder's global labels into ``out`` (atomic): a tiled pyramidal OME-TIFF (tiles
+    of 512 px, zlib) or an OME-Zarr label image (chunks of 512 px), levels sampled (never averaged),
+    with the slide's pixel size."""
     import zarr
     from tqdm import tqdm
 
-    from cpbench.io.ometiff import Layout, auto_levels, write_pyramid
+    from cpbench.io.ometiff import Layout, auto_levels, describe, write_pyramid
 
     src = zarr.open_array(str(Path(plan.work) / "out.zarr"), mode="r")
     tile = 512
-    layout = Layout((1, *plan.shape), tile, auto_levels(*plan.shape, tile))
+    levels = auto_levels(*plan.shape, tile)
+    pixel_um = describe(Path(plan.image))["pixel_size_um"]
+    if out.name.endswith(ZARR_SUFFIXES):
+        from cpbench.io.omezarr import n_chunks, write_label_pyramid
+
+        with tqdm(total=n_chunks(plan.shape, levels, tile), desc="write", unit="chunk", disable=not progress) as bar:
+            write_label_pyramid(out, src, levels, chunk=tile, pixel_size_um=pixel_um, progress=bar)
+        return
+    layout = Layout((1, *plan.shape), tile, levels)
     total = sum(layout.n_tiles(k) for k in range(layout.levels + 1))
     with tqdm(total=total, desc="write", unit="tile", disable=not progress) as bar:
         write_pyramid(out, layout, np.dtype(np.uint32), lambda c, y0, x0, h, w: src[y0:y0 + h, x0:x0 + w],
-                      channel_names=None, pixel_size_um=1.0, compression="zlib", progress=bar, reduce="nearest")
+                      channel_names=None, pixel_size_um=float(pixel_um or 1.0), compression="zlib", progress=bar,
+                      reduce="nearest")
 
 
 def seam_report_path(out: Path) -> Path:
-    """``LABELS.ome.tif`` -> ``LABELS.seams.json``."""
+    """``LABELS.ome.tif`` or ``LABELS.ome.zarr`` -> ``LABELS.seams.json``."""
     name = out.name
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+    for suffix in (*TIFF_SUFFIXES, *ZARR_SUFFIXES):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -200,8 +221,9 @@ def check_output(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot be written."""
     from cpbench.io.files import unwritable_reason
 
-    if not (out.name.endswith(".ome.tif") or out.name.endswith(".ome.tiff")):
-        raise UserError(f"--out {out}: give a name ending .ome.tif (a tiled pyramidal OME-TIFF label image)")
+    if not out.name.endswith(TIFF_SUFFIXES + ZARR_SUFFIXES):
+        raise UserError(f"--out {out}: give a name ending .ome.tif (tiled pyramidal OME-TIFF) or .ome.zarr "
+                        "(OME-Zarr label image)")
     if out.exists() and not overwrite:
         raise UserError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
     if not out.parent.is_dir():
