@@ -47,15 +47,22 @@ def _ap(a: np.ndarray, b: np.ndarray) -> float:
     return float(cs.average_precision(a, b, (0.5,))[0])
 
 
-def test_blockwise_labels_agree_with_whole_image_eval(slide: Path, segmented: tuple[Path, Path]) -> None:
+@pytest.fixture(scope="module")
+def whole(slide: Path) -> np.ndarray:
+    """Whole-image Cellpose eval of the channel, in this process."""
     from cpbench import stages as cs
     from cpbench.models import registry
+
+    img = cs.read_region(slide, 0, 0, 0, SHAPE[1], SHAPE[2])
+    return cs.eval_end_to_end(registry.load("reference"), img, DIAMETER)
+
+
+def test_blockwise_labels_agree_with_whole_image_eval(slide: Path, segmented: tuple[Path, Path],
+                                                      whole: np.ndarray) -> None:
     from cpbench.synth.writer import labels_path
 
     out, _ = segmented
     labels = tifffile.imread(out)
-    img = cs.read_region(slide, 0, 0, 0, SHAPE[1], SHAPE[2])
-    whole = cs.eval_end_to_end(registry.load("reference"), img, DIAMETER)
     truth = tifffile.imread(labels_path(slide))
     truth = truth[0] if truth.ndim == 3 else truth
     assert labels.shape == SHAPE[1:] and labels.dtype == np.uint32
@@ -65,6 +72,14 @@ def test_blockwise_labels_agree_with_whole_image_eval(slide: Path, segmented: tu
           f"(whole vs truth {_ap(truth, whole):.4f}); {labels.max()} vs {whole.max()} labels")
     assert agreement >= 0.99
     assert _ap(truth, labels) >= _ap(truth, whole) - 0.005
+
+
+def test_a_block_larger_than_the_slide_is_whole_image_eval(slide: Path, whole: np.ndarray, tmp_path: Path) -> None:
+    out = tmp_path / "whole.ome.tif"
+    assert main(["segment", str(slide), "--out", str(out), "--block", "100000", "--diameter", str(DIAMETER),
+                 "--workers", "1", "--no-progress"]) == 0
+    labels = tifffile.imread(out)
+    assert labels.max() == whole.max() and _ap(whole, labels) >= 0.999
 
 
 def test_pyramid_levels_sample_labels(segmented: tuple[Path, Path]) -> None:

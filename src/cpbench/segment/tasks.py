@@ -50,9 +50,11 @@ class Plan:
         return make_grid(self.shape, self.block, self.overlap)
 
     @property
-    def window(self) -> int:
-        """Side of a labels chunk: the largest read window, pixels."""
-        return self.block + 2 * self.overlap
+    def window(self) -> tuple[int, int]:
+        """(Y, X) of a labels chunk: the largest read window, pixels (a block larger than the image,
+        i.e. whole-image eval through the same path, reads the image and no more)."""
+        side = self.block + 2 * self.overlap
+        return min(side, self.shape[0]), min(side, self.shape[1])
 
     def table_path(self, idx: Index) -> Path:
         return Path(self.work) / "tables" / f"{idx[0]}_{idx[1]}.npz"
@@ -65,9 +67,9 @@ def create_stores(plan: Plan) -> None:
     work = Path(plan.work)
     (work / "tables").mkdir(parents=True, exist_ok=True)
     g = plan.grid
-    for name, shape, chunks in (("labels.zarr", (g.rows, g.cols, plan.window, plan.window),
-                                 (1, 1, plan.window, plan.window)),
-                                ("out.zarr", plan.shape, (plan.block, plan.block))):
+    core = (min(plan.block, plan.shape[0]), min(plan.block, plan.shape[1]))
+    for name, shape, chunks in (("labels.zarr", (g.rows, g.cols, *plan.window), (1, 1, *plan.window)),
+                                ("out.zarr", plan.shape, core)):
         if not (work / name).exists():
             zarr.create_array(store=str(work / name), shape=shape, chunks=chunks, dtype=np.uint32, fill_value=0)
 
