@@ -38,21 +38,6 @@ def outlines(labels: np.ndarray) -> np.ndarray:
     return edge & (labels > 0)
 
 
-def unmatched(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Ids of ``a`` that no object of ``b`` overlaps with IoU > ``threshold`` (within the window)."""
-    ids_a, area_a = np.unique(a[a > 0], return_counts=True)
-    both = (a > 0) & (b > 0)
-    pa, pb = a[both].astype(np.int64), b[both].astype(np.int64)
-    if not len(pa):
-        return ids_a
-    base = int(pb.max()) + 1
-    keys, inter = np.unique(pa * base + pb, return_counts=True)
-    ia, ib = keys // base, keys % base
-    ids_b, area_b = np.unique(b[b > 0], return_counts=True)
-    iou = inter / (area_a[np.searchsorted(ids_a, ia)] + area_b[np.searchsorted(ids_b, ib)] - inter)
-    return np.setdiff1d(ids_a, ia[iou > threshold])
-
-
 @dataclass(frozen=True)
 class View:
     """What the picture shows: its window (y0, x0, h, w) and, per panel, labels in view and unmatched."""
@@ -74,6 +59,7 @@ def seam_picture(labels: Path, image: Path, out: Path, against: Path | None = No
 
     from cpbench import stages as cs
     from cpbench.io.files import atomic_path
+    from cpbench.segment.agreement import unmatched
     from cpbench.segment.run import seam_report_path
 
     report = seam_report_path(labels)
