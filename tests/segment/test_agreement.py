@@ -4,6 +4,7 @@ core counts there (planted errors, known answers)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cpbench.segment.agreement import near_seam, seam_errors, unmatched
 
@@ -37,3 +38,21 @@ def test_near_seam_uses_inner_core_edges_only() -> None:
     y = np.array([5.0, 95.0, 195.0, 50.0])
     x = np.array([50.0, 50.0, 50.0, 205.0])
     assert list(near_seam(y, x, (200, 300), 100, 10)) == [False, True, False, True]
+
+
+def test_ap50_is_cellposes_average_precision_at_0_5() -> None:
+    from cpbench import stages as cs
+    from cpbench.segment.agreement import ap50
+
+    rng = np.random.default_rng(1)
+    shape = (160, 160)
+    centres = [(int(y), int(x)) for y, x in rng.integers(8, 152, size=(60, 2))]
+    truth = _discs(shape, centres, r=5)
+    pred = _discs(shape, [(y + int(rng.integers(-3, 4)), x + int(rng.integers(-3, 4))) for y, x in centres[5:]], r=5)
+    pred[pred == 7] = 0
+    # ids 1..n without gaps: Cellpose counts the largest id as the number of objects
+    truth, pred = (np.unique(a, return_inverse=True)[1].reshape(shape).astype(np.uint32) for a in (truth, pred))
+    expected = float(cs.average_precision(truth, pred, (0.5,))[0])
+    assert 0.1 < expected < 0.95  # shifted discs: some match, some do not
+    assert ap50(truth, pred) == pytest.approx(expected, abs=1e-6)
+    assert ap50(truth, truth) == 1.0

@@ -98,6 +98,10 @@ def test_seam_report_counts_every_seam(segmented: tuple[Path, Path]) -> None:
     assert doc["outcome"]["seams"]["matched"] > 0
     assert doc["outcome"]["labels"] == int(tifffile.imread(out).max())
     assert doc["outcome"]["workers"] == 2  # both LocalCluster workers segmented blocks
+    blocks = doc["blocks"]
+    assert [b["index"] for b in blocks] == [[r, c] for r in range(3) for c in range(3)]
+    assert sum(b["objects"] for b in blocks) == doc["outcome"]["objects"] and all(b["seconds"] > 0 for b in blocks)
+    assert blocks[4]["read"] == [256 + 2 * 26, 256 + 2 * 26]  # the middle block reads its overlap on every side
 
 
 def test_an_existing_scheduler_runs_the_same_work(slide: Path, segmented: tuple[Path, Path],
@@ -179,6 +183,7 @@ def test_an_unreadable_block_fails_the_run_in_one_line(tmp_path: Path, capsys: p
     (["--channel", "9"], "out of range"),
     (["--block", "64", "--overlap", "40"], "too small for an overlap"),
     (["--overlap", "x"], "'auto' or a whole number"),
+    (["--batch-size", "0"], "--batch-size 0: give 1 or more"),
 ])
 def test_bad_input_is_one_line(slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                words: str) -> None:

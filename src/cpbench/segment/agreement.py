@@ -16,11 +16,20 @@ def _labels(path: Path) -> np.ndarray:
     return a[0] if a.ndim == 3 else a
 
 
+def ap50(truth: np.ndarray, labels: np.ndarray) -> float:
+    """AP@0.5 = TP / (TP + FP + FN), a match being IoU >= 0.5 (as Cellpose's ``metrics.average_precision``;
+    at 0.5 a match is one to one). Computed from the pixel pairs, not from a dense objects x objects
+    matrix (Cellpose's needs 4 bytes per pair: 3.4 GB for 26 000 x 33 000 nuclei, 90 GB at 8192 px)."""
+    n_true, n_pred = len(np.unique(truth)) - int((truth == 0).any()), len(np.unique(labels)) - int((labels == 0).any())
+    fn = len(unmatched(truth, labels, 0.5, inclusive=True))
+    tp = n_true - fn
+    fp = n_pred - tp
+    return tp / (tp + fp + fn) if tp + fp + fn else 1.0
+
+
 def ap50_files(truth: Path, labels: Path) -> float:
     """AP@0.5 of the label image ``labels`` against ``truth`` (both OME-TIFF)."""
-    from cpbench import stages as cs
-
-    return float(cs.average_precision(_labels(truth), _labels(labels), (0.5,))[0])
+    return ap50(_labels(truth), _labels(labels))
 
 
 def ap50_against_whole_eval(image: Path, labels: Path, diameter: float | None, model: str = "reference",
@@ -33,11 +42,12 @@ def ap50_against_whole_eval(image: Path, labels: Path, diameter: float | None, m
         shape = tf.series[0].shape
     img = cs.read_region(image, channel, 0, 0, shape[-2], shape[-1])
     whole = cs.eval_end_to_end(registry.load(model), img, diameter)
-    return float(cs.average_precision(whole, _labels(labels), (0.5,))[0])
+    return ap50(whole, _labels(labels))
 
 
-def unmatched(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Ids of label image ``a`` that no object of ``b`` overlaps with IoU > ``threshold``."""
+def unmatched(a: np.ndarray, b: np.ndarray, threshold: float = 0.5, inclusive: bool = False) -> np.ndarray:
+    """Ids of label image ``a`` that no object of ``b`` overlaps with IoU > ``threshold`` (>= if
+    ``inclusive``)."""
     ids_a, area_a = np.unique(a[a > 0], return_counts=True)
     both = (a > 0) & (b > 0)
     pa, pb = a[both].astype(np.int64), b[both].astype(np.int64)
@@ -48,7 +58,7 @@ def unmatched(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarra
     ia, ib = keys // base, keys % base
     ids_b, area_b = np.unique(b[b > 0], return_counts=True)
     iou = inter / (area_a[np.searchsorted(ids_a, ia)] + area_b[np.searchsorted(ids_b, ib)] - inter)
-    return np.setdiff1d(ids_a, ia[iou > threshold])
+    return np.setdiff1d(ids_a, ia[iou >= threshold] if inclusive else ia[iou > threshold])
 
 
 def _centroids(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

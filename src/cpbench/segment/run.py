@@ -138,7 +138,7 @@ def run(plan: tasks.Plan, client: Any, out: Path, progress: bool = True) -> tupl
     workers = len({d.pid for d in done if not d.resumed})
     outcome = Outcome(len(idxs), sum(d.empty for d in done), sum(d.resumed for d in done),
                       sum(d.objects for d in done), res.total, int(sum(clashes)), seconds, totals, workers)
-    write_seam_report(seam_report_path(out), plan, outcome, res)
+    write_seam_report(seam_report_path(out), plan, outcome, res, done)
     return outcome, res
 
 
@@ -199,8 +199,10 @@ def seam_report_path(out: Path) -> Path:
     return out.with_name(name + ".seams.json")
 
 
-def write_seam_report(path: Path, plan: tasks.Plan, outcome: Outcome, res: Resolution) -> None:
-    """The run and every seam's counts, as JSON (atomic)."""
+def write_seam_report(path: Path, plan: tasks.Plan, outcome: Outcome, res: Resolution,
+                      done: list[tasks.BlockDone] | None = None) -> None:
+    """The run, every block's seconds and objects (what a projection to a larger slide or cluster
+    starts from) and every seam's counts, as JSON (atomic)."""
     from cpbench.io.files import write_text
 
     def idx(i: Index) -> list[int]:
@@ -211,6 +213,8 @@ def write_seam_report(path: Path, plan: tasks.Plan, outcome: Outcome, res: Resol
         "overlap": plan.overlap, "model": plan.model, "diameter": plan.diameter, "lowhigh": list(plan.lowhigh),
         "outcome": asdict(outcome), "split": res.split,
         "cut_kept": sum(res.cut_kept.values()),
+        "blocks": [{"index": idx(d.index), "seconds": round(d.seconds, 3), "objects": d.objects, "empty": d.empty,
+                    "resumed": d.resumed, "read": list(plan.grid.at(*d.index).read_shape)} for d in done or []],
         "seams": [{"a": idx(s.a), "b": idx(s.b), "matched": s.matched, "merged": s.merged, "rescued": s.rescued,
                    "dropped": s.dropped, "duplicated": s.duplicated} for s in res.seams],
     }

@@ -102,8 +102,12 @@ def worker_model(name: str, device: str) -> Any:
     """The model, loaded once per worker process (every block of the worker reuses it)."""
     key = (name, device)
     if key not in _MODELS:
+        import warnings
+
         import torch
 
+        # Cellpose 3.1's get_masks builds a sparse tensor: torch warns once per process, on every worker
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
         from cpbench.models import registry
 
         torch.set_num_threads(int(os.environ.get("CPBENCH_THREADS", "2")))
