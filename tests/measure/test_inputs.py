@@ -29,6 +29,20 @@ def test_synthetic_crop_is_the_slide_centre_with_renumbered_labels() -> None:
     assert len(ids) > 50
 
 
+def test_a_crop_larger_than_the_frame_has_the_truth_of_all_its_nuclei(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inputs, "SYNTH_FRAME", (12, 200, 180))
+    path, lab = inputs.nuclear_crop("synthetic", "256")
+    assert path.name == f"synthetic-256x256-v{inputs.BIG_CROP_VERSION}.ome.tif"
+    img, labels = inputs.load_crop("synthetic", "256")
+    assert labels is not None
+    scene = Scene((1, 256, 256), SceneParams(seed=inputs.SYNTH_SEED))
+    np.testing.assert_array_equal(img, scene.render(0, 0, 0, 256, 256))
+    for q in (labels[:128, :128], labels[:128, 128:], labels[128:, :128], labels[128:, 128:]):
+        assert len(np.unique(q)) > 10, "every quadrant's nuclei are in the truth"
+    bright = img > np.percentile(img, 90)
+    assert (labels > 0)[bright].mean() > 0.9  # the brightest pixels are nuclei of the truth
+
+
 def test_crops_are_made_once(data_dir: Path) -> None:
     path, lab = inputs.nuclear_crop("synthetic", "256")
     stamp = path.stat().st_mtime_ns

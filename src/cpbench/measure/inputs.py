@@ -93,13 +93,27 @@ def _centre(full: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
     return (full[0] - crop[0]) // 2, (full[1] - crop[1]) // 2
 
 
+#: synthetic crops larger than the frame are rendered from the origin of a scene of their own size.
+#: Version 1 (until 2026-11-26) started at a negative origin, where the image had nuclei but the truth
+#: had none (8192 px: 67,929 true labels for ~148,000 nuclei); its files and derived caches are not reused.
+BIG_CROP_VERSION = 2
+
+
+def _crop_tag(dataset: str, size: str) -> dict[str, int]:
+    """Extra cache-key part of a crop larger than the synthetic frame (empty for every other crop)."""
+    fy, fx = frame_shape(dataset)
+    h, w = crop_shape(dataset, size)
+    return {"crop": BIG_CROP_VERSION} if dataset == SYNTHETIC and (h > fy or w > fx) else {}
+
+
 def nuclear_crop(dataset: str, size: str) -> tuple[Path, Path | None]:
     """A cached single-channel OME-TIFF of the nuclear stain (channel 0), centred crop of ``size``,
     and its ground-truth labels (None for real images). Crops larger than the synthetic frame are
     rendered directly from the synthetic scene (same seed and parameters)."""
     h, w = crop_shape(dataset, size)
-    out = cache_dir() / f"{dataset}-{h}x{w}.ome.tif"
-    lab = cache_dir() / f"{dataset}-{h}x{w}.labels.ome.tif"
+    stem = f"{dataset}-{h}x{w}" + (f"-v{BIG_CROP_VERSION}" if _crop_tag(dataset, size) else "")
+    out = cache_dir() / f"{stem}.ome.tif"
+    lab = cache_dir() / f"{stem}.labels.ome.tif"
     if out.exists() and (dataset != SYNTHETIC or lab.exists()):
         return out, lab if dataset == SYNTHETIC else None
     if dataset == SYNTHETIC:
@@ -107,8 +121,9 @@ def nuclear_crop(dataset: str, size: str) -> tuple[Path, Path | None]:
         from cpbench.synth.scene import Scene
 
         fy, fx = frame_shape(dataset)
-        scene = Scene((1, max(h, fy), max(w, fx)), SceneParams(seed=SYNTH_SEED))
-        y0, x0 = _centre((fy, fx), (h, w))
+        scene_shape = (max(h, fy), max(w, fx))
+        scene = Scene((1, *scene_shape), SceneParams(seed=SYNTH_SEED))
+        y0, x0 = _centre(scene_shape, (h, w))  # the frame's centre; the origin for a larger crop
         labels = np.zeros((h, w), np.uint32)
         img = scene.render(0, y0, x0, h, w, labels_out=labels)
         # ids are global to the scene; renumber 1..n so metrics' overlap matrices stay small
@@ -177,7 +192,8 @@ def network_flows(
     (bsize, tile_overlap 0.1, batch_size 8, no augment)."""
     from cpbench import stages as cs
 
-    key = _key(kind="flows", dataset=dataset, size=size, model=model_name, diameter=diameter)
+    key = _key(kind="flows", dataset=dataset, size=size, model=model_name, diameter=diameter,
+               **_crop_tag(dataset, size))
     path = cache_dir() / f"flows-{dataset}-{size}-{model_name}-{key}.npz"
     if not path.exists():
         img, _ = load_crop(dataset, size)
@@ -205,7 +221,7 @@ def flows(dataset: str, size: str, source: str, model_name: str, diameter: float
         _, labels = load_crop(dataset, size)
         if labels is None:
             raise NotImplementedError(f"skipped: {dataset} has no ground truth for ground-truth flows")
-        key = _key(kind="gtflows", dataset=dataset, size=size)
+        key = _key(kind="gtflows", dataset=dataset, size=size, **_crop_tag(dataset, size))
         path = cache_dir() / f"gtflows-{dataset}-{size}-{key}.npz"
         if not path.exists():
             from cpbench.stages import ground_truth_flows
@@ -223,7 +239,8 @@ def mask_stage_inputs(dataset: str, size: str, source: str, model_name: str = "r
     ``masks`` (after get_masks) and ``qc_masks`` (after flow QC at 0.4). CPU computation."""
     from cpbench import stages as cs
 
-    key = _key(kind="maskinputs", dataset=dataset, size=size, source=source, model=model_name, diameter=diameter)
+    key = _key(kind="maskinputs", dataset=dataset, size=size, source=source, model=model_name, diameter=diameter,
+               **_crop_tag(dataset, size))
     path = cache_dir() / f"maskinputs-{dataset}-{size}-{source}-{key}.npz"
     if not path.exists():
         dP, cellprob = flows(dataset, size, source, model_name, diameter)
