@@ -184,7 +184,8 @@ import numpy as np
 from cpbench.measure import suite as _b
 
 class GetMasks(_b.Stage):
-    """Planted as get_masks: 50 ms + 0.25 s per megapixel, and 48 bytes per pixel held (touched)."""
+    """Planted as get_masks: 50 ms + 1 s per megapixel, and 48 bytes per pixel held (touched; filling them
+    takes ~0.03 s per megapixel, small beside the planted slope)."""
     params = (["synthetic"], ["256", "512", "1024"])
     param_names = ["dataset", "size"]
 
@@ -196,7 +197,7 @@ class GetMasks(_b.Stage):
 
     def run(self):
         a = np.ones(48 * self.px, np.uint8)
-        time.sleep(0.05 + 0.25e-6 * self.px)
+        time.sleep(0.05 + 1.0e-6 * self.px)
         return int(a[::4096].sum())
 '''
 
@@ -230,7 +231,7 @@ def test_guidelines_from_a_real_asv_run(tmp_path: Path, asv_tools: Any) -> None:
     md = (out / "guidelines.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| 8 get_masks |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert float(cells[3]) == pytest.approx(0.25, rel=0.2)  # s per MP
+    assert float(cells[3]) == pytest.approx(1.0, rel=0.2)  # s per MP
     assert float(cells[2]) == pytest.approx(0.05, abs=0.03)  # fixed s
     assert float(cells[7]) == pytest.approx(48, rel=0.1)  # bytes per pixel (512 and 1024: 256 is below the probe)
     assert "fewer than two commits measured" in md and (out / "guidelines.html").stat().st_size > 20_000
