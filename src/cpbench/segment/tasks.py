@@ -135,6 +135,25 @@ def load_table(plan: Plan, idx: Index) -> tuple[Objects, bool]:
 
 def segment_task(plan: Plan, idx: Index) -> BlockDone:
     """Segment block ``idx``'s read window (unless done before or empty), store labels, then table."""
+    try:
+        return _segment(plan, idx)
+    finally:
+        release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages a block freed back to the operating system (glibc ``malloc_trim``), once per
+    block, so that a worker's RSS does not creep up block after block through fragmentation (measured,
+    1 worker: 1.90, 2.00, 2.16 GB after 4, 16, 25 blocks of 2048 px). A no-op without glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _segment(plan: Plan, idx: Index) -> BlockDone:
     start = time.perf_counter()
     if plan.table_path(idx).exists():
         t, empty = load_table(plan, idx)
