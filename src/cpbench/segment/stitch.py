@@ -55,14 +55,7 @@ def measure_objects(labels: np.ndarray, blk: Block, shape: tuple[int, int]) -> O
     """The table of ``labels`` (the block's read window, local ids) for a ``shape`` (Y, X) image."""
     if labels.shape != blk.read_shape:
         raise ValueError(f"labels {labels.shape} do not cover block {blk.index}'s window {blk.read_shape}")
-    flat = labels.ravel()
-    n = int(flat.max(initial=0)) + 1
-    area = np.bincount(flat, minlength=n)
-    h, w = labels.shape
-    ysum = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)
-    xsum = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n)
-    ids = np.flatnonzero(area)
-    ids = ids[ids > 0]
+    ids, a, cy, cx = moments(labels)
     edges = []
     y0, y1, x0, x1 = blk.read
     if y0 > 0:
@@ -74,9 +67,22 @@ def measure_objects(labels: np.ndarray, blk: Block, shape: tuple[int, int]) -> O
     if x1 < shape[1]:
         edges.append(labels[:, -1])
     cut_ids = np.unique(np.concatenate(edges)) if edges else np.zeros(0, labels.dtype)
+    return Objects(blk.index, ids, a, cy + y0, cx + x0, np.isin(ids, cut_ids))
+
+
+def moments(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ids present in ``labels`` (sorted, 0 excluded), their areas (pixels) and centroids (row, column
+    in ``labels``' own coordinates)."""
+    flat = labels.ravel()
+    n = int(flat.max(initial=0)) + 1
+    area = np.bincount(flat, minlength=n)
+    h, w = labels.shape
+    ysum = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)
+    xsum = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n)
+    ids = np.flatnonzero(area)
+    ids = ids[ids > 0]
     a = area[ids]
-    return Objects(blk.index, ids.astype(np.int64), a.astype(np.int64), ysum[ids] / a + y0, xsum[ids] / a + x0,
-                   np.isin(ids, cut_ids))
+    return ids.astype(np.int64), a.astype(np.int64), ysum[ids] / a, xsum[ids] / a
 
 
 @dataclass(frozen=True)
