@@ -112,6 +112,20 @@ def test_same_seed_same_pixels_and_independent_of_tiling(tmp_path: Path) -> None
     assert digest(a) != digest(d)
 
 
+def test_processes_make_the_same_files(tmp_path: Path) -> None:
+    """Tiles rendered on 3 processes (nuclei counted on 3 too) are the bytes one process writes."""
+    args = ["--shape", "3,400,333", "--quiet", "--seed", "5", "--tile", "64", "--no-preview"]
+    one = synth(tmp_path, *args, "--workers", "1", name="one.ome.tif")
+    three = synth(tmp_path, *args, "--workers", "3", name="three.ome.tif")
+    for a, b in ((one, three), (one.with_name("one.labels.ome.tif"), three.with_name("three.labels.ome.tif"))):
+        with tifffile.TiffFile(a) as ta, tifffile.TiffFile(b) as tb:
+            assert len(ta.series[0].levels) == len(tb.series[0].levels)
+            for la, lb in zip(ta.series[0].levels, tb.series[0].levels, strict=True):
+                assert np.array_equal(la.asarray(), lb.asarray())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.labels.ome.tif", "one.ome.tif",
+                                                          "three.labels.ome.tif", "three.ome.tif"]
+
+
 def test_nuclei_crossing_tiles_are_whole() -> None:
     scene = Scene((1, 512, 512), SceneParams(seed=2, tissue_fraction=1.0))
     whole = scene.labels(0, 0, 512, 512)
@@ -155,6 +169,7 @@ BAD = [
     (["--size", "100,100", "--density", "0"], "density must be"),
     (["--size", "100,100", "--diameter", "500"], "diameter_mean must be"),
     (["--size", "100,100", "--levels", "40"], "--levels must be"),
+    (["--size", "100,100", "--workers", "0"], "--workers 0: give 1 or more"),
 ]
 
 

@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
     p.add_argument("--compression", default="zlib", help="none | zlib | zstd | lzw (default zlib)")
     p.add_argument("--pixel-size", type=float, default=0.65, help="physical pixel size written to OME-XML, µm")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes that render tiles (default: every CPU from 16 MP up, else 1; the files are the "
+                   "same whatever the number)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-preview", action="store_true", help="do not write NAME.preview.png")
@@ -116,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
                      tissue_fraction=args.tissue_fraction, out_of_focus=args.out_of_focus)
     opt = OutputOptions(tile=args.tile, levels=args.levels, compression=args.compression,
                         pixel_size_um=args.pixel_size, overwrite=args.overwrite)
-    s = generate(out, shape, sp, opt, progress=not args.quiet)
+    from cpbench.synth.parallel import default_workers
+
+    s = generate(out, shape, sp, opt, progress=not args.quiet,
+                 workers=default_workers(shape) if args.workers is None else args.workers)
     if not args.no_preview:
         from cpbench.synth.preview import write_preview
 

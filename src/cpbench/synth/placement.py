@@ -111,6 +111,7 @@ class NucleusField:
         self._cand_cache = _LRU(maxsize=8 * width)
         self._acc_cache = _LRU(maxsize=24 * width)
         self._offsets: np.ndarray | None = None
+        self.block_counts: np.ndarray | None = None  # nuclei per placement block, once counted
         self._tissue_offset = self._centre_tissue()
 
     # ----- nuclei placement -------------------------------------------------------------
@@ -278,22 +279,37 @@ class NucleusField:
     def _block_range(self) -> tuple[range, range]:
         return range(-1, self._nby + 1), range(-1, self._nbx + 1)
 
+    def block_counts_row(self, i: int) -> np.ndarray:
+        """Nuclei touching the image in each placement block of the ``i``-th block row of the
+        counting pass (row ``i - 1`` of the plane; int64, one per block column)."""
+        rows, cols = self._block_range()
+        by = rows[i]
+        return np.array([int(self._in_image(by, bx).sum()) for bx in cols], np.int64)
+
+    def set_block_counts(self, counts: np.ndarray) -> None:
+        """Give the nuclei their ids from the per-block counts of the counting pass (rows x cols, as
+        :meth:`block_counts_row` returns them): ids run 1.. block by block, row-major."""
+        rows, cols = self._block_range()
+        counts = np.asarray(counts, np.int64)
+        if counts.shape != (len(rows), len(cols)):
+            raise ValueError(f"block counts of shape {counts.shape}, expected {(len(rows), len(cols))}")
+        flat = counts.ravel()
+        self._offsets = np.concatenate([[0], np.cumsum(flat)[:-1]]).reshape(counts.shape)
+        self._total = int(flat.sum())
+        self.block_counts = counts
+
     def count_nuclei(self, progress: Any = None) -> int:
         """Place every nucleus once to give them contiguous ids; return how many touch the image.
 
         ``progress`` is an optional tqdm-like object updated once per block row.
         """
         if self._offsets is None:
-            rows, cols = self._block_range()
-            counts = np.zeros((len(rows), len(cols)), np.int64)
-            for i, by in enumerate(rows):
-                for j, bx in enumerate(cols):
-                    counts[i, j] = int(self._in_image(by, bx).sum())
+            out = []
+            for i in range(self.n_block_rows):
+                out.append(self.block_counts_row(i))
                 if progress is not None:
                     progress.update(1)
-            flat = counts.ravel()
-            self._offsets = np.concatenate([[0], np.cumsum(flat)[:-1]]).reshape(counts.shape)
-            self._total = int(flat.sum())
+            self.set_block_counts(np.stack(out))
         return self._total
 
     @property

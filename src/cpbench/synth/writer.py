@@ -20,6 +20,7 @@ from tqdm import tqdm
 from cpbench.errors import UserError
 from cpbench.io import ometiff
 from cpbench.io.files import check_free_space, unwritable_reason
+from cpbench.synth import parallel
 from cpbench.synth.params import PRESETS, SceneParams, channel_names
 from cpbench.synth.scene import Scene
 
@@ -88,9 +89,12 @@ def generate(
     scene_params: SceneParams | None = None,
     options: OutputOptions | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Generate a synthetic CyCIF OME-TIFF at ``out`` and its labels beside it; return a summary.
 
+    ``workers``: processes that render tiles (:mod:`cpbench.synth.parallel`; same files whatever the
+    number).
     The summary has the files, shape, nuclei count, tissue fraction, seconds, megapixels per second
     (all channels of level 0) and the process peak RSS in bytes.
     """
@@ -123,8 +127,10 @@ def generate(
     scene = Scene(shape, sp)
     t0 = time.perf_counter()
     bar_opts = dict(disable=not progress, unit="tile", dynamic_ncols=True)
+    if workers < 1:
+        raise UserError(f"--workers {workers}: give 1 or more")
     with tqdm(total=scene.n_block_rows, desc="placing nuclei", unit="row", disable=not progress) as bar:
-        n_nuclei = scene.count_nuclei(bar)
+        n_nuclei = parallel.count_blocks(scene, workers, bar)
 
     import zarr
 
@@ -141,6 +147,19 @@ def generate(
                 lab_store[y0:y0 + h, x0:x0 + w] = buf
                 return a
             return scene.render(ch, y0, x0, h, w)
+
+        if workers > 1:
+            def put_labels(y0: int, x0: int, lab: np.ndarray) -> None:
+                lab_store[y0:y0 + lab.shape[0], x0:x0 + lab.shape[1]] = lab
+
+            made = stack.enter_context(contextlib.closing(parallel.render_tiles(scene, workers, layout.tiles(0),
+                                                                                  put_labels)))
+
+            def image_tile(ch: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:  # noqa: F811
+                t, a = next(made)  # write_pyramid asks for the tiles in layout.tiles(0)'s order
+                if t != (ch, y0, x0, h, w):
+                    raise RuntimeError(f"tile {t} rendered where {(ch, y0, x0, h, w)} was asked for")
+                return a
 
         total = sum(layout.n_tiles(k) for k in range(levels + 1))
         with tqdm(total=total, desc=f"writing {out.name}", **bar_opts) as bar:
