@@ -98,6 +98,7 @@ def test_seam_report_counts_every_seam(segmented: tuple[Path, Path]) -> None:
     assert doc["outcome"]["seams"]["matched"] > 0
     assert doc["outcome"]["labels"] == int(tifffile.imread(out).max())
     assert doc["outcome"]["workers"] == 2  # both LocalCluster workers segmented blocks
+    assert doc["device"] == "cpu" and doc["eval"] == {"batch_size": 1}  # the CPU default, recorded
     blocks = doc["blocks"]
     assert [b["index"] for b in blocks] == [[r, c] for r in range(3) for c in range(3)]
     assert sum(b["objects"] for b in blocks) == doc["outcome"]["objects"] and all(b["seconds"] > 0 for b in blocks)
