@@ -16,7 +16,8 @@ BLOCKS = _b.grid(["256"], ["1024", "2048"])
 
 
 class Blockwise(_b.Stage):
-    version = "1"
+    # 2: batch size 1 on CPU (cpbench.segment.run.CPU_BATCH_SIZE); version 1's results ran Cellpose's 8
+    version = "2"
     params = (["synthetic"], SIZES, BLOCKS)
     param_names = ["dataset", "size", "block"]
     timeout = 8 * 3600.0 if _b.full_mode() else 1800.0
