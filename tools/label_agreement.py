@@ -13,14 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
-from cpbench.segment.agreement import ap50, seam_errors
-
-
-def _read(path: str) -> np.ndarray:
-    a = tifffile.imread(path, level=0)
-    return a[0] if a.ndim == 3 else a
+from cpbench.segment.agreement import ap50, read_label_image, seam_errors
 
 
 def main(argv: list[str]) -> int:
@@ -32,7 +26,7 @@ def main(argv: list[str]) -> int:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    truth, lab = _read(argv[0]), _read(argv[1])
+    truth, lab = read_label_image(Path(argv[0])), read_label_image(Path(argv[1]))
     rep = json.loads(Path(argv[1].replace(".ome.tif", ".seams.json")).read_text())
     block, band = rep["block"], rep["overlap"]
     res: dict[str, object] = {"labels": int(lab.max()), "truth": int(len(np.unique(truth)) - 1),
@@ -42,7 +36,7 @@ def main(argv: list[str]) -> int:
     e = seam_errors(truth, lab, block, band)
     res.update(seam_errors=e.__dict__, error_rate_seam=round(e.rate("seam"), 5), error_rate_core=round(e.rate("core"), 5))
     if len(argv) == 3:
-        whole = _read(argv[2])
+        whole = read_label_image(Path(argv[2]))
         res.update(whole_labels=int(whole.max()), whole_ap50_vs_truth=round(ap50(truth, whole), 4),
                    ap50_vs_whole=round(ap50(whole, lab), 4))
     res["seconds"] = round(time.perf_counter() - t0, 1)

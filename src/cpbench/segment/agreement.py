@@ -13,7 +13,8 @@ import tifffile
 from cpbench.segment.stitch import moments
 
 
-def _labels(path: Path) -> np.ndarray:
+def read_label_image(path: Path) -> np.ndarray:
+    """Level 0 of a label OME-TIFF, whole, as (Y, X)."""
     a = tifffile.imread(path, level=0)
     return a[0] if a.ndim == 3 else a
 
@@ -30,7 +31,7 @@ def ap50(truth: np.ndarray, labels: np.ndarray) -> float:
 
 def ap50_files(truth: Path, labels: Path) -> float:
     """AP@0.5 of the label image ``labels`` against ``truth`` (both OME-TIFF)."""
-    return ap50(_labels(truth), _labels(labels))
+    return ap50(read_label_image(truth), read_label_image(labels))
 
 
 def ap50_against_whole_eval(image: Path, labels: Path, diameter: float | None, model: str = "reference",
@@ -43,7 +44,7 @@ def ap50_against_whole_eval(image: Path, labels: Path, diameter: float | None, m
         shape = tf.series[0].shape
     img = cs.read_region(image, channel, 0, 0, shape[-2], shape[-1])
     whole = cs.eval_end_to_end(registry.load(model), img, diameter)
-    return ap50(whole, _labels(labels))
+    return ap50(whole, read_label_image(labels))
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -54,12 +54,17 @@ def _row_counts(i: int) -> np.ndarray:
     return _SCENE.block_counts_row(i)
 
 
-def _tile(ch: int, y0: int, x0: int, h: int, w: int, labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    assert _SCENE is not None
-    if not labels:
-        return _SCENE.render(ch, y0, x0, h, w), None
+def _render(scene: Scene, ch: int, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A tile's pixels, and for channel 0 its ground-truth labels (from the same geometry)."""
+    if ch != 0:
+        return scene.render(ch, y0, x0, h, w), None
     lab = np.zeros((h, w), np.uint32)
-    return _SCENE.render(ch, y0, x0, h, w, labels_out=lab), lab
+    return scene.render(ch, y0, x0, h, w, labels_out=lab), lab
+
+
+def _tile(ch: int, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+    assert _SCENE is not None
+    return _render(_SCENE, ch, y0, x0, h, w)
 
 
 def _pool(workers: int, shape: tuple[int, int, int], params: SceneParams,
@@ -89,10 +94,17 @@ def count_blocks(scene: Scene, workers: int, progress: Any = None) -> int:
 
 def render_tiles(scene: Scene, workers: int, tiles: Iterator[tuple[int, int, int, int, int]],
                  on_labels: Callable[[int, int, np.ndarray], None]) -> Iterator[tuple[Any, np.ndarray]]:
-    """Yield ``(tile, pixels)`` for the tiles of ``tiles`` ((channel, y0, x0, h, w), px) in order, computed on
-    ``workers`` processes; channel 0's ground-truth labels go to ``on_labels(y0, x0, labels)``.
-    ``scene`` must have its counts (:func:`count_blocks`)."""
+    """Yield ``(tile, pixels)`` for the tiles of ``tiles`` ((channel, y0, x0, h, w), px) in order, computed
+    in this process (``workers`` 1) or on ``workers`` processes; channel 0's ground-truth labels go to
+    ``on_labels(y0, x0, labels)``. ``scene`` must have its counts (:func:`count_blocks`)."""
     assert scene.block_counts is not None
+    if workers <= 1:
+        for t in tiles:
+            img, lab = _render(scene, *t)
+            if lab is not None:
+                on_labels(t[1], t[2], lab)
+            yield t, img
+        return
     with _pool(workers, scene.shape, scene.params, scene.block_counts) as ex:
         pending: deque[tuple[tuple[int, int, int, int, int], Future[Any]]] = deque()
 
@@ -104,7 +116,7 @@ def render_tiles(scene: Scene, workers: int, tiles: Iterator[tuple[int, int, int
             return t, img
 
         for t in tiles:
-            pending.append((t, ex.submit(_tile, *t, t[0] == 0)))
+            pending.append((t, ex.submit(_tile, *t)))
             if len(pending) >= 2 * workers:
                 yield take()
         while pending:

@@ -138,28 +138,18 @@ def generate(
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f".{lab_out.name}.", dir=out.parent)))
         lab_store = zarr.create_array(store=str(scratch / "labels.zarr"), shape=(y, x),
                                       chunks=(opt.tile, opt.tile), dtype=np.uint32, fill_value=0)
-        lab_buf = np.zeros((opt.tile, opt.tile), np.uint32)
+
+        def put_labels(y0: int, x0: int, lab: np.ndarray) -> None:
+            lab_store[y0:y0 + lab.shape[0], x0:x0 + lab.shape[1]] = lab
+
+        made = stack.enter_context(contextlib.closing(parallel.render_tiles(scene, workers, layout.tiles(0),
+                                                                              put_labels)))
 
         def image_tile(ch: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-            if ch == 0:
-                buf = lab_buf[:h, :w]
-                a = scene.render(ch, y0, x0, h, w, labels_out=buf)
-                lab_store[y0:y0 + h, x0:x0 + w] = buf
-                return a
-            return scene.render(ch, y0, x0, h, w)
-
-        if workers > 1:
-            def put_labels(y0: int, x0: int, lab: np.ndarray) -> None:
-                lab_store[y0:y0 + lab.shape[0], x0:x0 + lab.shape[1]] = lab
-
-            made = stack.enter_context(contextlib.closing(parallel.render_tiles(scene, workers, layout.tiles(0),
-                                                                                  put_labels)))
-
-            def image_tile(ch: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:  # noqa: F811
-                t, a = next(made)  # write_pyramid asks for the tiles in layout.tiles(0)'s order
-                if t != (ch, y0, x0, h, w):
-                    raise RuntimeError(f"tile {t} rendered where {(ch, y0, x0, h, w)} was asked for")
-                return a
+            t, a = next(made)  # write_pyramid asks for the tiles in layout.tiles(0)'s order
+            if t != (ch, y0, x0, h, w):
+                raise RuntimeError(f"tile {t} rendered where {(ch, y0, x0, h, w)} was asked for")
+            return a
 
         total = sum(layout.n_tiles(k) for k in range(levels + 1))
         with tqdm(total=total, desc=f"writing {out.name}", **bar_opts) as bar:
