@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 SITE_VENDOR := data/vendor/asv-site
 
-.PHONY: setup demo test test-synapse-min test-cellpose4 test-cellpose30 browser clean
+.PHONY: setup demo test test-pythons test-synapse-min test-cellpose4 test-cellpose30 browser clean
 setup: $(VENV)/.installed $(SITE_VENDOR)/.done
 
 $(VENV)/.installed: pyproject.toml
@@ -51,9 +51,31 @@ demo: setup $(SLIDE) $(HISTORY)/.git
 
 test: setup browser
 	$(BIN)/python -m pytest
+	$(MAKE) test-pythons
 	$(MAKE) test-synapse-min
 	$(MAKE) test-cellpose4
 	$(MAKE) test-cellpose30
+
+# the interpreter-sensitive tests (the history build: tarfile; the command line: cpbench --help, synth, info)
+# under the other Pythons pyproject.toml allows: Debian 12's own 3.11.2 (the oldest; tarfile has no
+# extraction filters before 3.11.4) and the newest 3.12 here. Each in a venv of its own (build/venv-X.Y.Z,
+# kept) with what those tests import: no torch, no Cellpose. PYTHONS="..." to choose.
+PYTHONS    ?= /usr/bin/python3 $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3)))
+# (setuptools: the tests' sdists are built without isolation; pyproject.toml's ranges apply as constraints)
+SMOKE_DEPS := numpy scipy numba tifffile imagecodecs zarr tqdm packaging matplotlib setuptools "pytest>=7"
+test-pythons:
+	@if [ -z "$(strip $(PYTHONS))" ]; then echo "test-pythons: no other Python found; set PYTHONS=\"/path/to/python3 ...\""; \
+	  [ -z "$$CI" ] || exit 1; exit 0; fi
+	@for py in $(PYTHONS); do \
+	  [ -x "$$py" ] || { echo "test-pythons: $$py does not exist; set PYTHONS to interpreters this machine has"; exit 1; }; \
+	  v=$$($$py -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])') && env=build/venv-$$v && \
+	  if [ ! -f $$env/.installed ]; then rm -rf $$env && $$py -m venv $$env && \
+	    $$env/bin/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep=chr(10))" > $$env/constraints.txt && \
+	    $$env/bin/python -m pip install --quiet -c $$env/constraints.txt "numpy<2.1" $(SMOKE_DEPS) && \
+	    $$env/bin/python -m pip install --quiet --no-deps -e . && touch $$env/.installed || exit 1; fi; \
+	  echo "history and command-line tests under $$py (Python $$v)"; \
+	  $$env/bin/python -m pytest -p no:cacheprovider -q tests/history/test_history.py tests/test_cli.py || exit 1; \
+	done
 
 # the fetch tests again with the LOWEST synapseclient pyproject.toml allows (the main venv has the
 # newest), in a throwaway venv with only what those tests import

@@ -3,9 +3,14 @@ makes (a local --find-links folder, --no-index: no network)."""
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import io
+import json
+import os
 import subprocess
 import tarfile
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -145,3 +150,129 @@ def test_cli_lists_the_history_and_rejects_bad_input(index: tuple[Path, list[str
     assert main(["cellpose-history", "--out", str(tmp_path / "x"), "--pip-arg=--index-url=http://127.0.0.1:9/",
                  "--pip-arg=--no-cache-dir", "--pip-arg=--retries=0"]) == 2
     assert "pip could not list the releases of cellpose" in capsys.readouterr().err
+
+
+class _Index(http.server.BaseHTTPRequestHandler):
+    """A package index on 127.0.0.1: ``/simple/cellpose/`` as PEP 691 JSON (or only as PEP 503 HTML
+    when ``json`` is off) and ``/files/NAME``; records who fetched each file."""
+
+    links: Path
+    json = True
+    fetched: list[tuple[str, str]] = []
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        files = sorted(self.links.glob("*.tar.gz"))
+        if self.path.rstrip("/") == "/simple/cellpose":
+            if self.json and "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", ""):
+                body = json.dumps({"meta": {"api-version": "1.0"}, "name": "cellpose", "files": [
+                    {"filename": f.name, "url": f"/files/{f.name}",
+                     "hashes": {"sha256": hashlib.sha256(f.read_bytes()).hexdigest()}} for f in files]}).encode()
+                kind = "application/vnd.pypi.simple.v1+json"
+            else:
+                body = "".join(f'<a href="/files/{f.name}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">'
+                               f"{f.name}</a>\n" for f in files).encode()
+                kind = "text/html"
+        elif self.path.startswith("/files/") and (self.links / self.path[7:]).is_file():
+            body, kind = (self.links / self.path[7:]).read_bytes(), "application/octet-stream"
+            self.fetched.append((self.path[7:], self.headers.get("User-Agent", "")))
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def served(index: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch):
+    """pip's default index is a server on 127.0.0.1 holding the test sdists (no config files, no
+    find-links, no extra index: only that server answers)."""
+    links, _ = index
+    handler = type("Handler", (_Index,), {"links": links, "fetched": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
+    yield handler
+    server.shutdown()
+
+
+def test_sdists_come_straight_from_pips_index_with_the_same_commits(served: type[_Index], index: tuple[Path, list[str]],
+                                                                    tmp_path: Path) -> None:
+    links, pip = index
+    via_pip = build_history(tmp_path / "via-pip", ">=3.0,<4.1", pip)  # --find-links: pip fetches each file
+    direct = build_history(tmp_path / "direct", ">=3.0,<4.1")
+    assert direct == via_pip  # same commits, hashes and dates whichever route fetched the files
+    assert sorted(name for name, _ in served.fetched) == [f"cellpose-{v}.tar.gz" for v in ("3.0", "3.1.0", "3.1.1.3", "4.0.1")]
+    assert all(agent.startswith("Python-urllib") for _, agent in served.fetched)  # not pip: no metadata build
+
+
+def test_an_index_without_json_falls_back_to_pip(served: type[_Index], tmp_path: Path) -> None:
+    served.json = False
+    history = build_history(tmp_path / "repo", ">=3.1,<4.0")
+    assert [r.version for r in history] == ["3.1.0", "3.1.1.3"]
+    assert {agent.split("/")[0] for _, agent in served.fetched} == {"pip"}
+
+
+def test_a_file_whose_hash_differs_is_not_used(served: type[_Index], index: tuple[Path, list[str]],
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpbench.history import index as direct
+
+    links, _ = index
+    real = direct.sdist_links
+    monkeypatch.setattr(direct, "sdist_links", lambda *a: {k: (u, "0" * 64) for k, (u, _) in real(*a).items()})
+    history = build_history(tmp_path / "repo", "==3.1.0")  # the direct copy fails its check; pip's is used
+    assert [r.version for r in history] == ["3.1.0"]
+    assert [agent.split("/")[0] for _, agent in served.fetched] == ["Python-urllib", "pip"]
+
+
+def _tar_with(path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        pkg = tarfile.TarInfo("cellpose-9.0/PKG-INFO")
+        pkg.size = 0
+        tar.addfile(pkg, io.BytesIO(b""))
+        member.size = len(data) if member.isfile() else 0
+        tar.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    return path
+
+
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+@pytest.mark.parametrize(("member", "why"), [
+    (tarfile.TarInfo("/tmp/cpbench-evil"), "an absolute path"),
+    (tarfile.TarInfo("cellpose-9.0/../../evil"), r"a path leaving the folder \(\.\.\)"),
+    (_link("cellpose-9.0/passwd", "/etc/passwd"), "a link to an absolute path"),
+    (_link("cellpose-9.0/up", "../../outside"), "a link leaving the folder"),
+    (_link("cellpose-9.0/hard", "../outside", tarfile.LNKTYPE), "a hard link leaving the folder"),
+])
+def test_unpacking_refuses_members_that_leave_the_folder(tmp_path: Path, member: tarfile.TarInfo, why: str) -> None:
+    from cpbench.history.build import unpack_sdist
+
+    sdist = _tar_with(tmp_path / "cellpose-9.0.tar.gz", member, b"x")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UserError, match=f"cellpose-9.0.tar.gz holds .*{why}.*: refusing to unpack it"):
+        unpack_sdist(sdist, dest)
+    assert list(dest.iterdir()) == [] and not Path("/tmp/cpbench-evil").exists()
+
+
+def test_unpacking_a_plain_sdist_works_on_this_python(tmp_path: Path) -> None:
+    """On 3.11.2 (Debian 12's python3) and every Python before 3.11.4, tarfile has no extraction
+    filters: ``extractall(filter=...)`` raised TypeError there. ``make test`` runs this under them."""
+    from cpbench.history.build import unpack_sdist
+
+    inner = _link("cellpose-9.0/docs/latest", "../README.md")  # a link inside the folder is fine
+    sdist = _tar_with(tmp_path / "cellpose-9.0.tar.gz", inner)
+    top, date = unpack_sdist(sdist, tmp_path)
+    assert top == tmp_path / "cellpose-9.0" and (top / "PKG-INFO").is_file() and (top / "docs" / "latest").is_symlink()

@@ -21,6 +21,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from cpbench.errors import UserError
+from cpbench.history import index
+from cpbench.io.files import extract_tar
 
 PACKAGE = "cellpose"
 BRANCH = "main"
@@ -95,7 +98,7 @@ def unpack_sdist(sdist: Path, dest: Path) -> tuple[Path, datetime]:
         infos = [m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")]
         if not infos:
             raise UserError(f"{sdist.name} is not a Python source distribution (no PKG-INFO at its top)")
-        tar.extractall(dest, filter="data")
+        extract_tar(tar, dest, sdist.name)
     top = dest / infos[0].name.split("/")[0]
     return top, datetime.fromtimestamp(infos[0].mtime, tz=timezone.utc)
 
@@ -179,22 +182,39 @@ def build_history(out: Path, spec: str = DEFAULT_VERSIONS, pip_args: Sequence[st
         work = out if exists else Path(tmp) / "repo"
         if not exists:
             _new_repo(work)
-        for version in (progress or (lambda v: v))(todo):
-            sdist_dir = Path(tmp) / f"sdist-{version}"
-            sdist_dir.mkdir()
-            try:
-                tree, date = unpack_sdist(download_sdist(version, sdist_dir, pip_args), sdist_dir)
-                commit_release(work, tree, version, date)
-            except BaseException:
-                if exists:  # leave the repository at its last complete release
-                    _git(work, "reset", "--quiet", "--hard", "HEAD")
-                    _git(work, "clean", "-qfdx")
-                raise
-            finally:
-                shutil.rmtree(sdist_dir, ignore_errors=True)
+        # pip's default index: the files straight from it, a few at a time (see history/index.py);
+        # with --pip-arg (another index, --find-links, --no-index) pip itself fetches each one
+        direct = {} if pip_args else index.prefetch(PACKAGE, todo, Path(tmp) / "direct")
+        try:
+            for version in (progress or (lambda v: v))(todo):
+                sdist_dir = Path(tmp) / f"sdist-{version}"
+                sdist_dir.mkdir()
+                try:
+                    tree, date = unpack_sdist(_sdist(version, sdist_dir, pip_args, direct), sdist_dir)
+                    commit_release(work, tree, version, date)
+                except BaseException:
+                    if exists:  # leave the repository at its last complete release
+                        _git(work, "reset", "--quiet", "--hard", "HEAD")
+                        _git(work, "clean", "-qfdx")
+                    raise
+                finally:
+                    shutil.rmtree(sdist_dir, ignore_errors=True)
+        finally:
+            for future in direct.values():
+                future.cancel()
         if not exists:
             work.rename(out)
     return releases(out)
+
+
+def _sdist(version: str, dest: Path, pip_args: Sequence[str], direct: dict[str, Future[Path]]) -> Path:
+    """The sdist of ``version``: the direct download when it succeeded, else ``pip download``."""
+    if version in direct:
+        try:
+            return direct[version].result()
+        except index.IndexUnavailable:
+            pass
+    return download_sdist(version, dest, pip_args)
 
 
 def commit_of(repo: Path, version: str) -> str:

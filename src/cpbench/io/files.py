@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import secrets
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +91,47 @@ def load_npz(path: Path, *names: str) -> tuple[np.ndarray, ...]:
     """The arrays ``names`` of the ``.npz`` at ``path``, read into memory, in that order."""
     with np.load(path) as z:
         return tuple(z[n] for n in names)
+
+
+def _tar_member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why ``member`` must not be extracted (it would write or point outside the folder, or it is a
+    device), or None. Names are POSIX paths relative to the folder being extracted into."""
+    name = member.name
+    if name.startswith("/") or os.path.isabs(name):
+        return "an absolute path"
+    if ".." in posixpath.normpath(name).split("/"):
+        return "a path leaving the folder (..)"
+    if member.issym():
+        target = member.linkname
+        if target.startswith("/") or os.path.isabs(target):
+            return f"a link to an absolute path ({target})"
+        if posixpath.normpath(posixpath.join(posixpath.dirname(name), target)).split("/")[0] == "..":
+            return f"a link leaving the folder ({target})"
+    if member.islnk() and ".." in posixpath.normpath(member.linkname).split("/"):
+        return f"a hard link leaving the folder ({member.linkname})"
+    if member.islnk() and (member.linkname.startswith("/") or os.path.isabs(member.linkname)):
+        return f"a hard link to an absolute path ({member.linkname})"
+    if member.isdev():
+        return "a device or pipe"
+    return None
+
+
+def extract_tar(tar: tarfile.TarFile, dest: Path, what: str) -> None:
+    """Extract every member of ``tar`` into ``dest``, refusing (:class:`UserError`, nothing extracted)
+    an archive with a member that has an absolute path, leaves ``dest`` through ``..``, is a link
+    pointing outside ``dest``, or is a device. The same checks on every Python; where the standard
+    library has extraction filters (3.10.12+, 3.11.4+, 3.12) its ``"data"`` filter applies as well.
+    ``what`` names the archive in the message."""
+    members = tar.getmembers()
+    for member in members:
+        problem = _tar_member_problem(member)
+        if problem:
+            raise UserError(f"{what} holds {member.name!r}, {problem}: refusing to unpack it; "
+                            "get the archive from a trusted index")
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, members=members, filter="data")
+    else:  # checked above; no setuid/setgid bits from an archive
+        tar.extractall(dest, members=members)
+        for member in members:
+            if member.isfile() and member.mode & 0o6000:
+                os.chmod(Path(dest) / member.name, member.mode & 0o777)
