@@ -6,10 +6,11 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 SITE_VENDOR := data/vendor/asv-site
 
-.PHONY: setup demo test test-pythons test-synapse-min test-cellpose4 test-cellpose30 browser clean
+.PHONY: setup demo bench example test test-pythons test-synapse-min test-cellpose4 test-cellpose30 browser clean
 setup: $(VENV)/.installed $(SITE_VENDOR)/.done
 
 $(VENV)/.installed: pyproject.toml
+	$(PYTHON) tools/free_space.py $(VENV) 3 "$(VENV) (torch, Cellpose, asv: about 2 GB)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
@@ -39,15 +40,32 @@ HISTORY := data/cellpose
 $(HISTORY)/.git: | setup
 	$(BIN)/cpbench cellpose-history --out $(HISTORY)
 
-# the main job: synthetic slide (once), quick suite on it with the reference model, recorded as the
-# installed Cellpose's commit in the history, site, report
-demo: setup $(SLIDE) $(HISTORY)/.git
+# the main job, in phases that print as they finish (tools/demo.sh says what and how long up front):
+# setup, the slide and the history (once), every stage at 512 px (its table shown at once), then 256 and
+# 1024 px, the offline asv site and the report in reports/ (git-ignored; reports/example/ is untouched)
+demo:
+	@MAKE="$(MAKE)" VENV=$(VENV) bash tools/demo.sh
+
+# the whole quick suite (every quick-grid parameter, blockwise segmentation, every process peak) in .venv,
+# recorded as the installed Cellpose's commit in the history; then the site and the report
+bench: setup $(SLIDE) $(HISTORY)/.git
 	$(BIN)/asv machine --yes > /dev/null
 	commit=$$($(BIN)/cpbench cellpose-history --out $(HISTORY) --commit-of installed) && \
 	  $(BIN)/asv run --python=same --quick --set-commit-hash $$commit
 	$(BIN)/asv publish
 	$(BIN)/cpbench offline-site --html .asv/html --vendor $(SITE_VENDOR)
 	$(BIN)/cpbench report
+
+# the committed example (reports/example/): the asv results of this machine's runs (.asv/results and
+# .asv/results-sweep) copied beside it with the release name of each commit, and the report regenerated
+# from those copies. Only this target writes there; tests/report/test_example.py checks the regeneration.
+EXAMPLE := reports/example
+example: setup
+	rm -rf $(EXAMPLE)/results $(EXAMPLE)/results-sweep
+	for d in results results-sweep; do [ ! -d .asv/$$d ] || cp -r .asv/$$d $(EXAMPLE)/$$d; done
+	for d in $(EXAMPLE)/results $(EXAMPLE)/results-sweep; do [ ! -d $$d ] || \
+	  $(BIN)/python -c "import sys; from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path(sys.argv[1]))" $$d; done
+	$(BIN)/cpbench report $$(for d in $(EXAMPLE)/results $(EXAMPLE)/results-sweep; do [ ! -d $$d ] || echo --results $$d; done) --out $(EXAMPLE)
 
 test: setup browser
 	$(BIN)/python -m pytest
@@ -100,6 +118,7 @@ test-cellpose4: $(CP4_VENV)/.installed
 	PYTHONPATH=src $(CP4_VENV)/bin/python -m pytest -p no:cacheprovider tests/stages tests/models tests/measure/test_identities.py
 
 $(CP4_VENV)/.installed: benchmarks/requirements.txt
+	$(PYTHON) tools/free_space.py $(CP4_VENV) 7 "$(CP4_VENV) (torch's CUDA build and Cellpose 4: about 5.5 GB)"
 	$(PYTHON) -m venv $(CP4_VENV)
 	$(CP4_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(CP4_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements.txt "cellpose==$(CELLPOSE4)" "pytest>=7"
@@ -117,4 +136,4 @@ test-cellpose30: setup
 	done
 
 clean:
-	rm -rf $(VENV) $(SYNAPSE_VENV) $(CP4_VENV) data/synth $(HISTORY) $(SITE_VENDOR) .pytest_cache build/cellpose-*
+	rm -rf $(VENV) $(SYNAPSE_VENV) $(CP4_VENV) build/venv-* data/synth $(HISTORY) $(SITE_VENDOR) .pytest_cache build/cellpose-*

@@ -10,7 +10,7 @@ from pathlib import Path
 from cpbench.report import guidelines as g
 from cpbench.report.document import Section, write_document
 from cpbench.report.results import Row
-from cpbench.report.select import commit_label, commit_names, devices, scaling_snapshot
+from cpbench.report.select import commit_label, commit_names, devices, saved_commit_names, scaling_snapshot
 
 
 def machine_info(results_dirs: list[Path], machine: str) -> dict[str, str]:
@@ -37,7 +37,7 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
                      history_repo: Path = Path("data/cellpose")) -> tuple[Path, Path]:
     """Write the document and its figures into ``out``; returns (markdown, html) paths."""
     out.mkdir(parents=True, exist_ok=True)
-    names = commit_names(history_repo)
+    names = {k: v for d in results_dirs for k, v in saved_commit_names(d).items()} | commit_names(history_repo)
     measured = sum(r.value is not None for r in rows)
     preamble = [
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by cpbench report from "

@@ -20,6 +20,9 @@ def register(sub: Any) -> None:
                         ".asv/results-sweep from cpbench sweep)")
     p.add_argument("--machine", help="asv machine name (default: every machine found)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
+    p.add_argument("--table", action="store_true",
+                   help="only print the stage table(s) of the newest results; write nothing (make demo shows the "
+                        "first size this way while the rest runs)")
     p.set_defaults(func=run)
 
     q = sub.add_parser(
@@ -110,9 +113,15 @@ def run(args: argparse.Namespace) -> int:
     if not dirs:
         raise UserError("no asv results in .asv/results; run the suite first (make demo), or pass --results DIR")
     rows = [r for d in dirs for r in load_rows(d, args.machine)]
-    args.out.mkdir(parents=True, exist_ok=True)
     newest = latest(rows)
     machine = args.machine or ", ".join(sorted({r.machine for r in rows}))
+    if args.table:
+        for device in ("cpu", "cuda"):
+            table = stage_table(newest, device)
+            if any(t["seconds"] for t in table):
+                print(to_markdown(table, device))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
     for device in ("cpu", "cuda"):
         table = stage_table(newest, device)
         if not any(t["seconds"] for t in table):

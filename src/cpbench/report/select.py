@@ -141,6 +141,31 @@ def commit_names(repo: Path = Path("data/cellpose")) -> dict[str, str]:
     return names
 
 
+#: beside asv results: the release name of each commit (``{hash: "v3.1.1.3"}``), for reading results where
+#: the Cellpose history is not at hand (the committed example; written by ``make example``)
+COMMIT_NAMES_FILE = "commits.json"
+
+
+def save_commit_names(results: Path, repo: Path = Path("data/cellpose")) -> Path:
+    """Write :data:`COMMIT_NAMES_FILE` into ``results``: the names of the commits its results are for."""
+    import json
+
+    from cpbench.io.files import write_text
+
+    names = commit_names(repo)
+    held = {p.stem.split("-")[0] for p in results.rglob("*.json")}
+    used = {c: n for c, n in sorted(names.items()) if c[:8] in held}
+    return write_text(results / COMMIT_NAMES_FILE, json.dumps(used, indent=1) + "\n")
+
+
+def saved_commit_names(results: Path) -> dict[str, str]:
+    """The names :func:`save_commit_names` wrote into ``results`` (empty when there are none)."""
+    import json
+
+    path = results / COMMIT_NAMES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def commit_label(commit: str, names: dict[str, str]) -> str:
     """``v3.1.1.3 (9eba532)`` or the short hash."""
     return f"{names[commit]} ({commit[:7]})" if commit in names else commit[:8]

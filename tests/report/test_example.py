@@ -1,0 +1,39 @@
+"""The committed example (reports/example/) is reproducible: ``cpbench report`` on the asv results
+committed beside it regenerates its document and stage table (``make example`` made both)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "reports" / "example"
+
+
+def _stable(text: str) -> list[str]:
+    """The lines of a generated document that do not depend on when it was generated."""
+    return [line for line in text.splitlines() if not line.startswith("Generated ")]
+
+
+def test_the_example_report_regenerates_from_its_committed_results(tmp_path: Path) -> None:
+    dirs = [d for d in ("results", "results-sweep") if (EXAMPLE / d / "benchmarks.json").is_file()]
+    assert dirs, "reports/example holds no asv results: run make example"
+    args = [a for d in dirs for a in ("--results", f"reports/example/{d}")]
+    res = subprocess.run([sys.executable, "-m", "cpbench.cli", "report", *args, "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    for name in ("guidelines.md", "stage_table_cpu.md"):
+        assert _stable((tmp_path / name).read_text()) == _stable((EXAMPLE / name).read_text()), name
+    assert (tmp_path / "guidelines.html").stat().st_size > 10_000  # figures inline
+
+
+@pytest.mark.parametrize("name", ["guidelines.md", "guidelines.html", "stage_table_cpu.md"])
+def test_a_run_writes_to_reports_not_to_the_example(name: str) -> None:
+    """What a user's runs write (reports/*) is git-ignored; the example is tracked."""
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"reports/{name}"], cwd=ROOT).returncode == 0
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", f"reports/example/{name}"], cwd=ROOT,
+                             capture_output=True).returncode == 0
+    assert ignored and tracked
