@@ -43,3 +43,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...])
     res = _cpbench(*args, cwd=tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 or res.stderr.startswith("usage:"), res.stderr
+
+
+def test_free_space_stops_with_one_line_naming_the_need_and_the_folder(tmp_path: Path) -> None:
+    tool = Path(__file__).resolve().parents[1] / "tools" / "free_space.py"
+    res = subprocess.run([sys.executable, str(tool), str(tmp_path / "new" / "env"), "1e9", "an environment"],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert res.stderr.startswith("not enough disk space for an environment: it needs about 1e+09 GB in ")
+    assert str(tmp_path / "new" / "env") in res.stderr and not (tmp_path / "new").exists()
+    ok = subprocess.run([sys.executable, str(tool), str(tmp_path), "1e9", "x", "--unless-importable", "json"])
+    assert ok.returncode == 0  # already made: nothing large follows
+    assert subprocess.run([sys.executable, str(tool), str(tmp_path), "0.001", "x"]).returncode == 0

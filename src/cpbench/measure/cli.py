@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
     p.add_argument("--methods", default=r"\w+",
                    help="regular expression of the benchmark methods to run (default: all; e.g. "
                         "'(time_stage|track_stage_peak_bytes)')")
+    p.add_argument("--methods-for", action="append", default=[], metavar="CLASSES=METHODS",
+                   help="for the classes matching CLASSES, the methods matching METHODS instead of --methods "
+                        "(repeatable; the first match wins), e.g. 'bench_eval=(time_stage|peakmem_stage)'")
+    p.add_argument("--grid", choices=["full", "quick"], default="full",
+                   help="the grid the combinations come from: full (CPBENCH_FULL=1, default) or quick (the grid "
+                        "asv run --quick measures, so the results pair with it in .asv/results; make demo)")
     p.add_argument("--classes", default=None,
                    help="regular expression of the benchmark classes (module.Class) to run (default: all), "
                         "e.g. 'bench_masks|bench_eval'")
@@ -51,8 +57,12 @@ def run(args: argparse.Namespace) -> int:
     bad = [s for s in sizes if not (s.isdigit() or s == "full")]
     if bad:
         raise UserError(f"--sizes must be pixels or 'full', got {', '.join(bad)}")
+    pairs = [m.split("=", 1) for m in args.methods_for]
+    if any(len(pair) != 2 for pair in pairs):
+        raise UserError("--methods-for takes CLASSES=METHODS, e.g. 'bench_eval=(time_stage|peakmem_stage)'")
+    full = args.grid == "full"
     sweep.FIXED["device"] = args.device
-    chosen = sweep.combinations(args.kind, sweep.discover(Path(".")), sizes=sizes, size=args.size)
+    chosen = sweep.combinations(args.kind, sweep.discover(Path("."), full), sizes=sizes, size=args.size)
     if args.classes:
         chosen = {k: v for k, v in chosen.items() if re.search(args.classes, k)}
     if not chosen:
@@ -66,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     extra = shlex.split(args.asv)
     cmd = [sys.executable, "-m", "asv", "--config", str(conf), "run", "--python=same", "--set-commit-hash", commit,
            *extra]
-    for rx in sweep.bench_regexes(chosen, args.methods):
+    for rx in sweep.bench_regexes(chosen, args.methods, [(c, m) for c, m in pairs]):
         cmd += ["--bench", rx]
     n = sum(len(v) for v in chosen.values())
     print(f"{args.kind} sweep: {n} parameter combinations of {len(chosen)} benchmark classes, "
@@ -77,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from cpbench.measure.suite import PREPARE_SIZES_ENV
 
     prepare = sizes if args.kind == "scaling" else [args.size]  # setup_cache makes these inputs, not 8192's
-    env = {**os.environ, "CPBENCH_FULL": "1", PREPARE_SIZES_ENV: ",".join(prepare)}
+    env = {**os.environ, "CPBENCH_FULL": "1" if full else "", PREPARE_SIZES_ENV: ",".join(prepare)}
     subprocess.run([sys.executable, "-m", "asv", "--config", str(conf), "machine", "--yes"], env=env,
                    check=True, stdout=subprocess.DEVNULL)
     return subprocess.run(cmd, env=env).returncode

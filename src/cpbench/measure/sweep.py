@@ -52,15 +52,17 @@ print(json.dumps(out))
 """
 
 
-def discover(root: Path = Path(".")) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """Benchmark classes of the full grid: ``module.Class`` -> (param names, param values as asv writes
-    them, i.e. ``repr``). Imported in a child process with ``CPBENCH_FULL=1`` (the grids are read at import)."""
-    return {k: (v[0], v[1]) for k, v in discover_benchmarks(root).items()}
+def discover(root: Path = Path("."), full: bool = True) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Benchmark classes of the full grid (``full``; else the quick grid): ``module.Class`` -> (param names,
+    param values as asv writes them, i.e. ``repr``). Imported in a child process with ``CPBENCH_FULL`` set
+    accordingly (the grids are read at import)."""
+    return {k: (v[0], v[1]) for k, v in discover_benchmarks(root, full).items()}
 
 
-def discover_benchmarks(root: Path = Path(".")) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
+def discover_benchmarks(root: Path = Path("."), full: bool = True
+                        ) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
     """As :func:`discover`, with each class's benchmark methods (``time_*``, ``peakmem_*``, ``track_*``)."""
-    env = {**os.environ, "CPBENCH_FULL": "1"}
+    env = {**os.environ, "CPBENCH_FULL": "1" if full else ""}
     out = subprocess.run([sys.executable, "-c", _DISCOVER], cwd=root, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise UserError(f"cannot import the benchmarks in {root.resolve()}/benchmarks: "
@@ -103,10 +105,14 @@ def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]
     return chosen
 
 
-def bench_regexes(chosen: dict[str, list[tuple[str, ...]]], methods: str = r"\w+") -> list[str]:
+def bench_regexes(chosen: dict[str, list[tuple[str, ...]]], methods: str = r"\w+",
+                  methods_for: Sequence[tuple[str, str]] = ()) -> list[str]:
     """``asv run --bench`` expressions naming exactly ``chosen`` (every method of the class matching
-    ``methods``)."""
-    return [f"^{re.escape(cls)}\\.{methods}\\({re.escape(', '.join(combo))}\\)$"
+    ``methods``; for a class matching the first class expression of ``methods_for``, its methods)."""
+    def of(cls: str) -> str:
+        return next((m for c, m in methods_for if re.search(c, cls)), methods)
+
+    return [f"^{re.escape(cls)}\\.{of(cls)}\\({re.escape(', '.join(combo))}\\)$"
             for cls, combos in chosen.items() for combo in combos]
 
 
