@@ -41,7 +41,7 @@ def test_a_run_writes_to_reports_not_to_the_example(name: str) -> None:
 
 def test_table_only_prints_the_stage_table_and_writes_nothing(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "cpbench.cli", "report", "--table", "--results",
-                          "reports/example/results-sweep", "--out", str(tmp_path / "out")], cwd=ROOT,
+                          "reports/example/results", "--out", str(tmp_path / "out")], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "5 network" in res.stdout and "| 512 |" in res.stdout.replace("  ", " ")
@@ -51,7 +51,7 @@ def test_table_only_prints_the_stage_table_and_writes_nothing(tmp_path: Path) ->
 def test_the_example_names_its_commits_without_the_history(tmp_path: Path) -> None:
     from cpbench.report.select import saved_commit_names
 
-    names = saved_commit_names(EXAMPLE / "results-sweep")
+    names = saved_commit_names(EXAMPLE / "results")
     assert names and all(v.startswith("v") for v in names.values())
     guidelines = (EXAMPLE / "guidelines.md").read_text()
     assert all(f"{v} ({c[:7]})" in guidelines for c, v in names.items())
