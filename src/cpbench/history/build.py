@@ -183,8 +183,9 @@ def build_history(out: Path, spec: str = DEFAULT_VERSIONS, pip_args: Sequence[st
         if not exists:
             _new_repo(work)
         # pip's default index: the files straight from it, a few at a time (see history/index.py);
-        # with --pip-arg (another index, --find-links, --no-index) pip itself fetches each one
-        direct = {} if pip_args else index.prefetch(PACKAGE, todo, Path(tmp) / "direct")
+        # with --pip-arg (another index, --find-links, --no-index) or PIP_NO_INDEX pip itself fetches each one
+        no_index = os.environ.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on")
+        direct = {} if pip_args or no_index else index.prefetch(PACKAGE, todo, Path(tmp) / "direct")
         try:
             for version in (progress or (lambda v: v))(todo):
                 sdist_dir = Path(tmp) / f"sdist-{version}"

@@ -64,7 +64,8 @@ def scaling_section(rows: list[Row], snap: Snapshot, label: str, out: Path, devi
     by_bench: dict[str, dict[str, CostFit | None]] = {}
     for bench, name in STAGE_ORDER:
         t = series(rows, bench, TIME, device)
-        m = [(p, v) for p, v in series(rows, bench, STAGE_PEAK, device) if v > MEMORY_RESOLUTION_BYTES]
+        peaks = series(rows, bench, STAGE_PEAK, device)
+        m = [(p, v) for p, v in peaks if v > MEMORY_RESOLUTION_BYTES]
         if not t:
             continue
         data[name] = {"time": t, "memory": m}
@@ -74,7 +75,7 @@ def scaling_section(rows: list[Row], snap: Snapshot, label: str, out: Path, devi
         row = [name, sizes]
         row += [_s(ft.fixed), _s(ft.per_megapixel), f"{ft.exponent:.2f}", _err(ft.linear_error)] if ft else ["", "", "", ""]
         row += ([_s(fm.fixed / 1e6), f"{fm.per_pixel:.1f}", f"{fm.exponent:.2f}", _err(fm.linear_error)] if fm
-                else ["", f"below {MEMORY_RESOLUTION_BYTES / 2**20:g} MiB" if t else "", "", ""])
+                else ["", f"below {MEMORY_RESOLUTION_BYTES / 2**20:g} MiB" if peaks else "not measured", "", ""])
         table.append(row)
         if ft is None:
             sec.missing.append(f"{name}: one size only, no model")
