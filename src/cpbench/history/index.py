@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
@@ -72,7 +71,7 @@ def fetch(url: str, sha256: str, dest: Path) -> Path:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
-    except (OSError, urllib.error.URLError) as exc:
+    except OSError as exc:  # URLError is one
         dest.unlink(missing_ok=True)
         raise IndexUnavailable(str(exc)) from None
     if digest.hexdigest() != sha256:

@@ -101,16 +101,14 @@ def _tar_member_problem(member: tarfile.TarInfo) -> str | None:
         return "an absolute path"
     if ".." in posixpath.normpath(name).split("/"):
         return "a path leaving the folder (..)"
-    if member.issym():
-        target = member.linkname
+    if member.issym() or member.islnk():
+        kind, target = ("a link", member.linkname) if member.issym() else ("a hard link", member.linkname)
         if target.startswith("/") or os.path.isabs(target):
-            return f"a link to an absolute path ({target})"
-        if posixpath.normpath(posixpath.join(posixpath.dirname(name), target)).split("/")[0] == "..":
-            return f"a link leaving the folder ({target})"
-    if member.islnk() and ".." in posixpath.normpath(member.linkname).split("/"):
-        return f"a hard link leaving the folder ({member.linkname})"
-    if member.islnk() and (member.linkname.startswith("/") or os.path.isabs(member.linkname)):
-        return f"a hard link to an absolute path ({member.linkname})"
+            return f"{kind} to an absolute path ({target})"
+        # a symbolic link resolves from its own folder, a hard link from the archive's top
+        base = posixpath.dirname(name) if member.issym() else ""
+        if posixpath.normpath(posixpath.join(base, target)).split("/")[0] == "..":
+            return f"{kind} leaving the folder ({target})"
     if member.isdev():
         return "a device or pipe"
     return None
