@@ -3,59 +3,27 @@ results API): fitted models, generated statements, figures and what is missing."
 
 from __future__ import annotations
 
-import itertools
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from crafted import (
+    E2E_P,
+    E2E_T,
+    MASK_T,
+    NET_M,
+    NET_T,
+    PX,
+    RAM,
+    SIZES,
+    _grid,
+    _lin,
+    _write,
+)
 
 from cpbench.report import costmodel
-
-MACHINE = "box"
-RAM = 16_000_000_000
-SIZES = ["256", "512", "1024", "2048", "full"]
-PX = {"256": 256**2, "512": 512**2, "1024": 1024**2, "2048": 2048**2, "full": 3138 * 2509}
-
-#: planted costs: seconds = fixed + s_per_px * px; bytes = fixed + bpp * px
-NET_T, NET_M = (0.5, 2e-6), (50e6, 40.0)
-E2E_T, E2E_P = (1.0, 20e-6), (300e6, 700.0)
-MASK_T = (0.01, 0.3e-6)
-
-
-def _lin(c: tuple[float, float], px: int) -> float:
-    return c[0] + c[1] * px
-
-
-def _write(results: Path, commit: str, date: int, benches: dict[str, tuple[list[str], list[list[str]], list]]) -> None:
-    """One asv result file (asv.results.Results) plus benchmarks.json and machine.json."""
-    from asv import runner
-    from asv.results import Results
-
-    meta_path = results / "benchmarks.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"version": 2}
-    res = Results({"machine": MACHINE, "python": "3.11"}, {}, commit, date, "3.11", "existing-py", {})
-    for name, (names, params, values) in benches.items():
-        unit = "seconds" if ".time_" in name else "AP@0.5" if "ap50" in name else "bytes"
-        bench = {"name": name, "params": params, "param_names": names, "version": "1", "unit": unit,
-                 "type": "time" if unit == "seconds" else "track"}
-        meta[name] = bench
-        res.add_result(bench, runner.BenchmarkResult(result=values, samples=[None if v is None else [v] for v in values],
-                                                     number=[1] * len(values), errcode=0, stderr="", profile=None))
-    (results / MACHINE).mkdir(parents=True, exist_ok=True)
-    (results / MACHINE / "machine.json").write_text(json.dumps(
-        {"machine": MACHINE, "cpu": "Test CPU", "num_cpu": "2", "ram": str(RAM), "os": "Linux", "arch": "x86_64",
-         "version": 1}))
-    res.save(str(results))
-    meta_path.write_text(json.dumps(meta))
-
-
-def _grid(names: list[str], params: list[list[str]], value) -> tuple[list[str], list[list[str]], list]:
-    quoted = [[f"'{v}'" if not re.fullmatch(r"[-\d.]+|True|False", v) else v for v in p] for p in params]
-    plain = [dict(zip(names, combo)) for combo in itertools.product(*params)]
-    return names, quoted, [value(p) for p in plain]
 
 
 def _crafted(results: Path, get_masks_factor: float = 1.0, commit: str = "a" * 40, date: int = 1_700_000_000_000,
@@ -126,11 +94,15 @@ def test_guidelines_state_the_planted_numbers(tmp_path: Path) -> None:
     # will it fit: the RAM limit from the planted end-to-end process peak
     limit = (RAM - E2E_P[0]) / E2E_P[1]
     assert f"~{limit / 1e6:.0f} MP (a {np.sqrt(limit):.0f} px square)" in md
-    wd = 27120 * 26139
-    assert f"~{_lin(E2E_T, wd) / 3600:.2g} h" in md and f"~{_lin(E2E_P, wd) / 1e9:.3g} GB" in md
-    # parameter effect and history change, as planted
-    assert "batch_size=32 multiplies 5 network time by 0.80 and its stage peak by 1.50 (the whole frame, cpu)" in md
-    assert re.search(r"8 get_masks time at 1024 px: aaaaaaaa -> bbbbbbbb: [\d.e-]+ s -> [\d.e-]+ s \(2\.00x\)", md)
+    lung, wd = 10101 * 9666, 27120 * 26139
+    assert f"~{_lin(E2E_T, lung) / 3600:.2g} h" in md and f"~{_lin(E2E_P, lung) / 1e9:.3g} GB" in md
+    assert "extrapolated 12.4x beyond the largest size measured" in md  # LUNG-1-LN: 98 MP / 7.87 MP
+    # WD-76845-097 is 90x the largest size measured: no number, anywhere
+    assert f"{_lin(E2E_T, wd) / 3600:.2g} h" not in md and f"{_lin(E2E_P, wd) / 1e9:.3g} GB" not in md
+    assert "WD-76845-097 (708.9 MP): 90x the largest image measured, beyond the 20x" in md
+    # parameter effect and history change, as planted; single samples: "one sample", not "change"
+    assert "batch_size=32 multiplies 5 network time by 0.80 and its stage peak by 1.50 (the whole frame, cpu; one sample" in md
+    assert re.search(r"8 get_masks time at 1024 px: aaaaaaaa -> bbbbbbbb: [\d.e-]+ s -> [\d.e-]+ s \(2\.00x; one sample", md)
     # what could not be shown is said
     assert "no stage measured on both CPU and CUDA" in md
     html = (out / "guidelines.html").read_text()

@@ -7,8 +7,11 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cpbench.report import advice
 from cpbench.report import guidelines as g
+from cpbench.report.answers import answers_section
 from cpbench.report.document import Section, write_document
+from cpbench.report.findings import MIN_EFFECT, rank, render
 from cpbench.report.results import Row
 from cpbench.report.select import commit_label, commit_names, devices, saved_commit_names, scaling_snapshot
 
@@ -70,5 +73,14 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
     sections.append(g.history_section(machine_rows, names, out))
     sections.append(g.device_section(machine_rows, out))
     sections.append(g.fit_section(fits, snap_rows, _ram(info), label, out))
-    summary = Section("Guidelines", statements=[h for h in (s.headline() for s in sections) if h])
-    return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble, [summary, *sections])
+    ctx = advice.context(label, _ram(info), snap_rows)
+    opening = [answers_section(snap_rows, machine_rows, ctx, device) for device in devices(snap_rows)]
+    found = [f for device in devices(snap_rows) for f in advice.findings(snap_rows, machine_rows, names, ctx, device)]
+    major, minor = rank(found)
+    ranked = Section("Guidelines, ranked by their effect on a whole-slide run", items=[render(f) for f in major])
+    if not major:
+        ranked.missing.append("nothing measured changes a run by 1 % or more; run: cpbench sweep scaling")
+    below = Section(f"Findings below {MIN_EFFECT:.0%} of a run (not guidelines)",
+                    statements=[f.claim for f in minor])
+    return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble,
+                          [*opening, ranked, *sections, below])

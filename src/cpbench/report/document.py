@@ -22,6 +22,7 @@ class Section:
     figure: Path | None = None
     missing: list[str] = field(default_factory=list)
     lead: str | None = None  # the statement the summary quotes (default: the first)
+    items: list[list[str]] = field(default_factory=list)  # numbered findings: a claim, then its fields
 
     def headline(self) -> str | None:
         return self.lead or (self.statements[0] if self.statements else None)
@@ -41,6 +42,10 @@ def to_markdown(title: str, preamble: list[str], sections: list[Section]) -> str
         out += [f"## {s.title}", ""]
         out += [f"- {st}" for st in s.statements]
         if s.statements:
+            out.append("")
+        for i, (claim, *fields) in enumerate(s.items, 1):
+            out += [f"{i}. {claim}"] + [f"   - {f}" for f in fields]
+        if s.items:
             out.append("")
         if s.figure is not None:
             out += [f"![{s.title}]({s.figure.name})", ""]
@@ -67,6 +72,9 @@ def to_html(title: str, preamble: list[str], sections: list[Section]) -> str:
         out.append(f"<h2>{e(s.title)}</h2>")
         if s.statements:
             out.append("<ul>" + "".join(f"<li>{e(st)}</li>" for st in s.statements) + "</ul>")
+        if s.items:
+            out.append("<ol>" + "".join(f"<li>{e(claim)}<ul>" + "".join(f"<li>{e(f)}</li>" for f in fields)
+                                        + "</ul></li>" for claim, *fields in s.items) + "</ol>")
         if s.figure is not None and s.figure.is_file():
             data = base64.b64encode(s.figure.read_bytes()).decode()
             out.append(f'<img alt="{e(s.title)}" src="data:image/png;base64,{data}">')

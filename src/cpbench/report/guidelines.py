@@ -15,30 +15,27 @@ from pathlib import Path
 
 from cpbench.fetch.catalogue import IMAGES
 from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES
-from cpbench.report import figures
+from cpbench.report import changes, figures
 from cpbench.report.costmodel import CostFit, fit_cost, pixels_at, project
 from cpbench.report.document import Section
+from cpbench.report.evidence import NUMBER_BEYOND, extrapolation_note, law_gap, law_supported, projection_number
 from cpbench.report.results import Row
 from cpbench.report.select import (
-    AP,
     GPU_PEAK,
     PROCESS_PEAK,
     STAGE_PEAK,
     TIME,
     Snapshot,
-    commit_label,
     off_defaults,
-    parameter_changes,
     pixels,
     series,
 )
+from cpbench.report.stability import ASV_FACTOR
 from cpbench.report.stage_table import STAGE_ORDER
 
 #: single stages (composites excluded) in stage-map order: what the breakdown stacks
 SINGLE = [(b, lab) for b, lab in STAGE_ORDER if b not in ("bench_masks.MaskRecovery", "bench_eval.EndToEnd")]
 END_TO_END = "bench_eval.EndToEnd"
-#: a change across commits counts when the ratio leaves [1/(1+NOISE), 1+NOISE] (asv's own 10 % rule)
-NOISE = 0.10
 
 
 def _s(v: float) -> str:
@@ -89,10 +86,16 @@ def scaling_section(rows: list[Row], snap: Snapshot, label: str, out: Path, devi
         n, f = grows[0]
         sec.statements.append(f"The costliest stage per pixel is {n}: {_s(f.per_megapixel)} s per megapixel "
                               f"({'+' if f.fixed >= 0 else ''}{_s(f.fixed)} s fixed; exponent {f.exponent:.2f}, fit error {_err(f.linear_error)}).")
-    superlin = [(n, f["time"]) for n, f in fits.items() if f["time"] and f["time"].n > 2 and f["time"].exponent > 1.15]
+    superlin = [(n, f["time"]) for n, f in fits.items() if law_supported(f["time"]) and f["time"].exponent > 1.15]
     for n, f in superlin:
         sec.statements.append(f"{n} grows faster than the image: time ~ pixels^{f.exponent:.2f} over "
-                              f"{f.min_pixels / 1e6:.3g}-{f.max_pixels / 1e6:.3g} MP.")
+                              f"{f.min_pixels / 1e6:.3g}-{f.max_pixels / 1e6:.3g} MP ({f.n} sizes).")
+    unlawful = [n for n, f in fits.items() if f["time"] and not law_supported(f["time"])]
+    if unlawful:
+        gap = law_gap(fits[unlawful[0]]["time"])
+        sec.statements.append(f"No scaling law (exponent) is stated for {', '.join(unlawful)}: {gap}; the table's "
+                              "exponents describe the sizes measured only.")
+        sec.missing.append("a scaling law per stage: cpbench sweep scaling (7 sizes, 256 px to 8192 px)")
     mem = sorted(((n, f["memory"]) for n, f in fits.items() if f["memory"]), key=lambda x: -x[1].per_pixel)
     if mem:
         sec.statements.append("Bytes per pixel of the stage peaks (slope of the fit): " + "; ".join(
@@ -144,132 +147,83 @@ def breakdown_section(rows: list[Row], label: str, out: Path, device: str) -> Se
 
 
 def sensitivity_section(rows: list[Row], out: Path) -> Section:
-    """Each parameter's effect on time, stage peak and AP of the stages it touches (one at a time)."""
+    """Each parameter's effect on time, stage peak and AP of the stages it touches (one at a time), judged
+    against the benchmark's noise (:func:`cpbench.report.evidence.judge`)."""
     sec = Section("What each parameter buys or costs")
-    changes = parameter_changes(rows)
-    by: dict[tuple[str, str, str, str, str], dict[str, float]] = defaultdict(dict)
-    for c in changes:
-        by[(c.stage, c.param, c.value, c.size, c.device)][c.measure] = c.ratio
-        if c.measure == AP:
-            by[(c.stage, c.param, c.value, c.size, c.device)]["ap"] = c.measured
-            by[(c.stage, c.param, c.value, c.size, c.device)]["ap0"] = c.baseline
-    if not by:
+    effects = [e for e in changes.parameter_effects(rows) if e.time is not None]
+    if not effects:
         sec.missing.append("no one-parameter-off measurements with a baseline; run: cpbench sweep params")
         return sec
-    names = dict(STAGE_ORDER)
-    order = [b for b, _ in STAGE_ORDER]
-
-    def key(k: tuple[str, str, str, str, str]) -> tuple:
-        return (order.index(k[0]) if k[0] in order else 99, k[1], k[2], pixels({"size": k[3]}) or 0, k[4])
-
-    largest: dict[tuple[str, str, str, str], str] = {}  # statements and figure quote the largest size measured
-    for (stage, param, value, size, device) in by:
-        k = (stage, param, value, device)
-        if k not in largest or (pixels({"size": size}) or 0) > (pixels({"size": largest[k]}) or 0):
-            largest[k] = size
-    table = [["stage", "parameter", "size", "device", "time ratio", "stage peak ratio", "AP@0.5 (default)"]]
-    bars = []
-    for k in sorted(by, key=key):
-        stage, param, value, size, device = k
-        d = by[k]
-        if TIME not in d:
-            continue
-        ap = f"{d['ap']:.3f} ({d['ap0']:.3f})" if "ap" in d else ""
-        table.append([names.get(stage, stage), f"{param}={value}", size, device, f"{d[TIME]:.2f}",
-                      f"{d[STAGE_PEAK]:.2f}" if STAGE_PEAK in d else "", ap])
-        if largest[(stage, param, value, device)] == size:
-            bars.append((f"{names.get(stage, stage)}: {param}={value} ({size})", d[TIME], d.get(STAGE_PEAK),
-                         f"AP {ap}" if ap else ""))
+    table = [["stage", "parameter", "size", "device", "time ratio", "verdict", "stage peak ratio", "AP@0.5 (default)"]]
+    for e in effects:
+        ap = f"{e.ap[1]:.3f} ({e.ap[0]:.3f})" if e.ap else ""
+        table.append([changes.stage_name(e.stage), f"{e.param}={e.value}", e.size, e.device, f"{e.time.ratio:.2f}",
+                      e.time.verdict, f"{e.peak.ratio:.2f}" if e.peak else "", ap])  # type: ignore[union-attr]
     sec.table = table
+    top = changes.largest_size(effects)
+    bars = [(f"{changes.stage_name(e.stage)}: {e.param}={e.value} ({e.size})", e.time.ratio,  # type: ignore[union-attr]
+             e.peak.ratio if e.peak else None, f"AP {e.ap[1]:.3f} ({e.ap[0]:.3f})" if e.ap else "") for e in top]
     sec.figure = figures.sensitivity_png(bars, out / "sensitivity.png",
                                          "Parameter effects (one parameter off its default at a time, largest size measured)")
-    best: dict[str, tuple[float, str]] = {}
-    for (stage, param, value, device), size in largest.items():
-        d = by[(stage, param, value, size, device)]
-        if TIME not in d or abs(math.log(d[TIME])) < math.log(1 + NOISE) and abs(math.log(d.get(STAGE_PEAK, 1.0))) < \
-                math.log(1 + NOISE):
-            continue  # within noise: no statement
-        if param not in best or abs(math.log(d[TIME])) > abs(math.log(best[param][0])):
-            best[param] = (d[TIME], f"{param}={value} multiplies {names.get(stage, stage)} time by {d[TIME]:.2f}"
-                           + (f" and its stage peak by {d[STAGE_PEAK]:.2f}" if STAGE_PEAK in d else "")
-                           + (f"; AP@0.5 {d['ap0']:.3f} -> {d['ap']:.3f}" if "ap" in d else "")
-                           + f" ({size_text(size)}, {device})")
-    sec.statements = [text for _, text in sorted(best.values(), key=lambda b: -abs(math.log(b[0])))]
+    best: dict[str, changes.ParamEffect] = {}
+    quiet = 0
+    for e in top:
+        t = e.time
+        if not (t.changed or (e.peak is not None and e.peak.changed)):  # type: ignore[union-attr]
+            quiet += 1
+            continue
+        if e.param not in best or abs(math.log(max(t.ratio, 1e-9))) > abs(math.log(max(best[e.param].time.ratio, 1e-9))):  # type: ignore[union-attr]
+            best[e.param] = e
+    for e in sorted(best.values(), key=lambda e: -abs(math.log(max(e.time.ratio, 1e-9)))):  # type: ignore[union-attr]
+        sec.statements.append(f"{e.describe()} ({size_text(e.size)}, {e.device}; {e.time.verdict}: {e.time.basis}).")  # type: ignore[union-attr]
+    if quiet:
+        sec.statements.append(f"{quiet} parameter values change neither time nor stage peak beyond their noise "
+                              "(or were measured once: 'one sample' in the table).")
     return sec
-
-
-def _history_values(rows: list[Row], measure: str, device: str) -> dict[tuple[str, str], dict[str, tuple[int, float]]]:
-    """(stage key, size) -> commit -> (commit date, value), at default parameters (model may vary)."""
-    per: dict[tuple[str, str], dict[str, tuple[int, float]]] = defaultdict(dict)
-    for r in rows:
-        if r.measure != measure or r.value is None or r.params.get("device", "cpu") != device:
-            continue
-        off = off_defaults(r)
-        if off and off != ["model"]:
-            continue
-        key = r.stage + (f" (model={r.params['model']})" if off else "")
-        per[(key, r.params.get("size", ""))][r.commit] = (r.date, r.value)
-    return per
 
 
 def history_section(rows: list[Row], names: dict[str, str], out: Path, device: str = "cpu") -> Section:
     """Each stage's time and stage peak across Cellpose commits (commit-date order) at one size, in the
-    asv environment that measured the most commits; changes beyond noise marked."""
+    asv environment that measured the most commits; only judged changes are called changes."""
     sec = Section("Across Cellpose commits and releases")
-    envs: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        if r.value is not None:
-            envs[r.env].add(r.commit)
-    env = max(envs, key=lambda e: len(envs[e])) if envs else ""
-    rows = [r for r in rows if r.env == env]
-    per = _history_values(rows, TIME, device)
-    sizes: dict[str, int] = defaultdict(int)
-    for (_, size), by in per.items():
-        sizes[size] = max(sizes[size], len(by))
-    if not sizes or max(sizes.values()) < 2:
+    h = changes.history(rows, names, device)
+    if h is None:
         sec.missing.append("fewer than two commits measured in one environment; run e.g. "
                            "asv run --quick \"v3.1.0^!\" and another release")
         return sec
-    size = max(sizes, key=lambda s: (sizes[s], s == "1024"))
-    commits = sorted({c: d for (_, sz), by in per.items() if sz == size for c, (d, _) in by.items()}.items(),
-                     key=lambda kv: kv[1])
-    labels = [commit_label(c, names) for c, _ in commits]
-    stage_names = dict(STAGE_ORDER)
-    table = [["stage", "measure", *labels]]
+    table = [["stage", "measure", *h.labels]]
     lines: dict[str, list[float | None]] = {}
-    marks: dict[str, list[int]] = {}
-    ratios: list[tuple[float, str]] = []  # (ratio, statement) of every change
-    for measure, unit, scale in ((TIME, "s", 1.0), (STAGE_PEAK, "MB", 1e-6)):
-        for (key, sz), by in sorted(_history_values(rows, measure, device).items()):
-            if sz != size or len(by) < 2:
-                continue
-            base = key.split(" (")[0]
-            name = stage_names.get(base, base) + (key[len(base):] if key != base else "")
-            vals = [by[c][1] if c in by else None for c, _ in commits]
-            table.append([name, f"{'time' if measure == TIME else 'stage peak'}, {unit}",
-                          *("" if v is None else _s(v * scale) for v in vals)])
-            changed = []
-            prev = None
-            for i, v in enumerate(vals):
-                if v is None or (measure == STAGE_PEAK and v <= MEMORY_RESOLUTION_BYTES):
-                    continue
-                if prev is not None and not (1 / (1 + NOISE) <= v / vals[prev] <= 1 + NOISE):
-                    changed.append(i)
-                    what = "time" if measure == TIME else "stage peak"
-                    sec.statements.append(f"{name} {what} at {size_text(size)}: {labels[prev]} -> {labels[i]}: "
-                                          f"{_s(vals[prev] * scale)} {unit} -> {_s(v * scale)} {unit} "
-                                          f"({v / vals[prev]:.2f}x).")
-                    ratios.append((v / vals[prev], sec.statements[-1]))
-                prev = i
-            if measure == TIME:
-                lines[name], marks[name] = vals, changed
-    sec.figure = figures.history_png(labels, lines, marks, out / "history.png",
-                                     f"Stage time across Cellpose commits at {size_text(size)} ({device}, {env})")
+    marks: dict[str, list[int]] = defaultdict(list)
+    for (key, measure), vals in h.values.items():
+        base = key.split(" (")[0]
+        name = changes.stage_name(base) + key[len(base):]
+        scale, unit = (1.0, "s") if measure == TIME else (1e-6, "MB")
+        table.append([name, f"{'time' if measure == TIME else 'stage peak'}, {unit}",
+                      *("" if v is None else _s(v * scale) for v in vals)])
+        if measure == TIME:
+            lines[name] = vals
+    for st in h.steps:
+        if st.judgement.changed and st.measure == TIME:
+            base = st.stage.split(" (")[0]
+            marks[changes.stage_name(base) + st.stage[len(base):]].append(h.labels.index(st.after))
+    sec.figure = figures.history_png(h.labels, lines, dict(marks), out / "history.png",
+                                     f"Stage time across Cellpose commits at {size_text(h.size)} ({device}, {h.env})")
     sec.table = table
-    if ratios:
-        sec.lead = max(ratios, key=lambda rt: abs(math.log(rt[0])))[1]
-    sec.statements.insert(0, f"{len(commits)} commits measured in asv environment {env} at {size_text(size)}; a "
-                             f"change is one beyond {NOISE:.0%} from the previous commit measured.")
+    judged = sorted(h.steps, key=lambda st: (not st.judgement.changed, -abs(math.log(st.judgement.ratio))))
+    verdicts = defaultdict(int)
+    for st in h.steps:
+        verdicts[st.judgement.verdict] += 1
+    sec.statements.append(
+        f"{len(h.commits)} commits measured in asv environment {h.env} at {size_text(h.size)}; of the "
+        f"{len(h.steps)} steps beyond asv's factor ({ASV_FACTOR:g}) from the previous commit measured, "
+        + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) + " (a change: asv's statistics on recorded "
+        "samples, or beyond the benchmark's measured detection limit).")
+    sec.statements += [st.describe() + "." for st in judged if st.judgement.changed]
+    shown = [st for st in judged if not st.judgement.changed][:5]
+    sec.statements += [st.describe() + "." for st in shown]
+    changed = [st for st in judged if st.judgement.changed]
+    if changed:
+        sec.lead = changed[0].describe() + "."
     return sec
 
 
@@ -297,7 +251,9 @@ def device_section(rows: list[Row], out: Path) -> Section:
 
 def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram: float | None, label: str,
                 out: Path) -> Section:
-    """Projected whole-image eval time and process peak for the challenge images, against the RAM."""
+    """Projected whole-image eval time and process peak for the challenge images, against the RAM: only
+    from scaling laws (:func:`~cpbench.report.evidence.law_supported`), labelled beyond 4x the largest size
+    measured, and no number beyond 20x."""
     sec = Section("Will it fit? Whole-image Cellpose on the challenge images")
     t = (fits.get(END_TO_END) or {}).get("time")
     mem = fit_cost(series(rows, END_TO_END, PROCESS_PEAK), "bytes")
@@ -305,12 +261,23 @@ def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram
         sec.missing.append("end-to-end eval measured at fewer than two sizes (time and process peak); "
                            "run: cpbench sweep scaling")
         return sec
+    if not (law_supported(t) and law_supported(mem)):
+        sec.statements.append(f"No whole-slide projection from these results: end-to-end eval {law_gap(t) or law_gap(mem)}. "
+                              f"Largest size measured: {t.max_pixels / 1e6:.3g} MP, "
+                              f"{max(v for _, v in series(rows, END_TO_END, TIME)):.3g} s.")
+        sec.missing.append("whole-slide projections: cpbench sweep scaling (end-to-end eval at 7 sizes to 67 MP)")
+        return sec
     table = [["image", "nuclear channel, MP", "extrapolation", "time, h (range)", "process peak, GB (range)",
               "fits in RAM"]]
     hours, gb, shown = [], [], []
     for img in IMAGES.values():
         px = img.shape[1] * img.shape[2]
         pt, pm = project(t, px), project(mem, px)
+        if not projection_number(pt.extrapolation):
+            table.append([img.name, f"{px / 1e6:.1f}", f"{pt.extrapolation:.1f}x", "not projected", "not projected", ""])
+            sec.statements.append(f"{img.name} ({px / 1e6:.1f} MP): {pt.extrapolation:.2g}x the largest image measured, "
+                                  f"beyond the {NUMBER_BEYOND:g}x within which a projection is given.")
+            continue
         fits_ram = "" if ram is None else ("yes" if pm.high < ram else "no" if pm.low > ram else "uncertain")
         table.append([img.name, f"{px / 1e6:.1f}", f"{pt.extrapolation:.1f}x",
                       f"{pt.value / 3600:.2g} ({pt.low / 3600:.2g}-{pt.high / 3600:.2g})",
@@ -318,18 +285,23 @@ def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram
         hours.append((pt.value / 3600, pt.low / 3600, pt.high / 3600))
         gb.append((pm.value / 1e9, pm.low / 1e9, pm.high / 1e9))
         shown.append(img.name)
+        note = extrapolation_note(pt.extrapolation)
         sec.statements.append(
             f"{img.name} ({px / 1e6:.1f} MP, {pt.extrapolation:.2g}x the largest image measured): whole-image eval "
             f"~{pt.value / 3600:.2g} h ({pt.low / 3600:.2g}-{pt.high / 3600:.2g}) and a process peak of "
             f"~{pm.value / 1e9:.3g} GB ({pm.low / 1e9:.3g}-{pm.high / 1e9:.3g})"
-            + ("" if ram is None else f"; RAM {ram / 1e9:.1f} GB: {fits_ram}") + ".")
+            + ("" if ram is None else f"; RAM {ram / 1e9:.1f} GB: {fits_ram}") + (f" ({note})" if note else "") + ".")
     if ram is not None:
         limit = pixels_at(mem, ram)
-        if limit:
+        if limit and projection_number(limit / mem.max_pixels):
             sec.statements.insert(0, f"Whole-image eval first exceeds this machine's {ram / 1e9:.1f} GB of RAM at "
                                      f"~{limit / 1e6:.0f} MP (a {math.sqrt(limit):.0f} px square), by the fitted "
                                      f"{mem.per_pixel:.0f} bytes per pixel + {mem.fixed / 1e6:.0f} MB; beyond it, "
                                      "segment in blocks.")
+        elif limit:
+            sec.statements.insert(0, f"Whole-image eval stays within this machine's {ram / 1e9:.1f} GB of RAM up to the "
+                                     f"largest size measured; where it would exceed it lies beyond {NUMBER_BEYOND:g}x "
+                                     "that size and is not stated.")
     sec.statements.append(f"Models fitted on {t.n} sizes for time, {t.min_pixels / 1e6:.3g}-{t.max_pixels / 1e6:.3g} MP "
                           f"(fit error {_err(t.linear_error)}), and {mem.n} for the process peak, "
                           f"{mem.min_pixels / 1e6:.3g}-{mem.max_pixels / 1e6:.3g} MP (fit error {_err(mem.linear_error)}); "
@@ -338,6 +310,7 @@ def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram
     if gpu is None:
         sec.missing.append("GPU memory of end-to-end eval not measured at two sizes (needs a CUDA machine)")
     sec.table = table
-    sec.figure = figures.fit_png(shown, hours, gb, None if ram is None else ram / 1e9, t.max_pixels / 1e6,
-                                 out / "will_it_fit.png", f"Projected whole-image Cellpose, {label}")
+    if shown:
+        sec.figure = figures.fit_png(shown, hours, gb, None if ram is None else ram / 1e9, t.max_pixels / 1e6,
+                                     out / "will_it_fit.png", f"Projected whole-image Cellpose, {label}")
     return sec

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpbench.fetch.catalogue import IMAGES
@@ -104,6 +104,8 @@ class Change:
     device: str
     measured: float
     baseline: float
+    row: Row | None = field(default=None, compare=False)  # the measurement (its samples judge the change)
+    base_row: Row | None = field(default=None, compare=False)  # its default-parameter baseline
 
     @property
     def ratio(self) -> float:
@@ -113,10 +115,10 @@ class Change:
 def parameter_changes(rows: list[Row]) -> list[Change]:
     """Every one-parameter-off measurement with a default-parameter baseline of the same stage, size,
     device, measure and snapshot."""
-    base: dict[tuple, float] = {}
+    base: dict[tuple, Row] = {}
     for r in rows:
         if r.value is not None and not off_defaults(r):
-            base[(r.machine, r.env, r.commit, r.benchmark, r.params.get("size"), r.params.get("device", "cpu"))] = r.value
+            base[(r.machine, r.env, r.commit, r.benchmark, r.params.get("size"), r.params.get("device", "cpu"))] = r
     out = []
     for r in rows:
         off = off_defaults(r)
@@ -125,7 +127,7 @@ def parameter_changes(rows: list[Row]) -> list[Change]:
         key = (r.machine, r.env, r.commit, r.benchmark, r.params.get("size"), r.params.get("device", "cpu"))
         if key in base:
             out.append(Change(r.stage, r.measure, off[0], r.params[off[0]], r.params.get("size", ""),
-                              key[5], r.value, base[key]))
+                              key[5], r.value, base[key].value, r, base[key]))  # type: ignore[arg-type]
     return out
 
 
