@@ -67,12 +67,13 @@ example: setup
 	  $(BIN)/python -c "import sys; from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path(sys.argv[1]))" $$d; done
 	$(BIN)/cpbench report $$(for d in $(EXAMPLE)/results $(EXAMPLE)/results-sweep; do [ ! -d $$d ] || echo --results $$d; done) --out $(EXAMPLE)
 
+# pytest in two passes: the tests that measure nothing on two workers (pytest-xdist; a file's tests stay
+# on one worker, so its fixtures are built once), then those marked serial (asv timings and memory
+# probes) alone; then the other interpreters' and releases' venvs, two targets at a time (mostly pip)
 test: setup browser
-	$(BIN)/python -m pytest
-	$(MAKE) test-pythons
-	$(MAKE) test-synapse-min
-	$(MAKE) test-cellpose4
-	$(MAKE) test-cellpose30
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -m serial
+	$(MAKE) -j 2 -O test-pythons test-synapse-min test-cellpose4 test-cellpose30
 
 # the interpreter-sensitive tests (the history build: tarfile; the command line: cpbench --help, synth, info)
 # under the other Pythons pyproject.toml allows: Debian 12's own 3.11.2 (the oldest; tarfile has no

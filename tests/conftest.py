@@ -63,8 +63,23 @@ def asv_project(proj: Path, benchmarks: dict[str, str], machine: str = "testbox"
     (proj / "asv.conf.json").write_text(json.dumps(conf))
     for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "."], ["git", "commit", "-qm", "planted"]):
         subprocess.run(cmd, cwd=proj, check=True, env=GIT_ENV)
-    subprocess.run([*ASV, "machine", "--yes", "--machine", machine], cwd=proj, check=True, capture_output=True)
+    with machine_file_lock():
+        subprocess.run([*ASV, "machine", "--yes", "--machine", machine], cwd=proj, check=True, capture_output=True)
     return proj
+
+
+@contextlib.contextmanager
+def machine_file_lock() -> Iterator[None]:
+    """Hold an exclusive lock beside ``~/.asv-machine.json`` while ``asv machine`` rewrites it: make test
+    runs tests on two workers, and two rewrites at once would drop one machine."""
+    import fcntl
+
+    with open(Path.home() / ".asv-machine.json.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def asv_run(proj: Path, *extra: str, machine: str = "testbox") -> None:

@@ -13,6 +13,8 @@ import pytest
 
 from cpbench.measure import probes
 
+pytestmark = pytest.mark.serial  # measures time and memory: run alone (make test)
+
 MiB = 1 << 20
 PLANTED = 256 * MiB
 TOL = 0.02  # +-2 %

@@ -192,6 +192,7 @@ def test_a_size_without_some_stages_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # fits a planted time per megapixel: run alone
 def test_guidelines_from_a_real_asv_run(tmp_path: Path, asv_tools: Any) -> None:
     """A planted stage measured by the real asv at three sizes: the fitted model finds what was planted."""
     from cpbench.cli import main
