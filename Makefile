@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 SITE_VENDOR := data/vendor/asv-site
 
-.PHONY: setup demo bench example test test-pythons test-synapse-min test-cellpose4 test-cellpose30 browser clean
+.PHONY: setup demo bench example test test-parallel test-pythons test-synapse-min test-cellpose4 test-cellpose30 browser clean
 setup: $(VENV)/.installed $(SITE_VENDOR)/.done
 
 $(VENV)/.installed: pyproject.toml
@@ -61,19 +61,23 @@ bench: setup $(SLIDE) $(HISTORY)/.git
 # from those copies. Only this target writes there; tests/report/test_example.py checks the regeneration.
 EXAMPLE := reports/example
 example: setup
-	rm -rf $(EXAMPLE)/results $(EXAMPLE)/results-sweep
-	for d in results results-sweep; do [ ! -d .asv/$$d ] || cp -r .asv/$$d $(EXAMPLE)/$$d; done
+	@[ -d .asv/results ] || [ -d .asv/results-sweep ] || { echo "make example: no asv results in .asv/results or .asv/results-sweep; run make demo or a cpbench sweep first"; exit 1; }
+	for d in results results-sweep; do [ ! -d .asv/$$d ] || { rm -rf $(EXAMPLE)/$$d && cp -r .asv/$$d $(EXAMPLE)/$$d; }; done
 	for d in $(EXAMPLE)/results $(EXAMPLE)/results-sweep; do [ ! -d $$d ] || \
 	  $(BIN)/python -c "import sys; from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path(sys.argv[1]))" $$d; done
 	$(BIN)/cpbench report $$(for d in $(EXAMPLE)/results $(EXAMPLE)/results-sweep; do [ ! -d $$d ] || echo --results $$d; done) --out $(EXAMPLE)
 
 # pytest in two passes: the tests that measure nothing on two workers (pytest-xdist; a file's tests stay
 # on one worker, so its fixtures are built once), then those marked serial (asv timings and memory
-# probes) alone; then the other interpreters' and releases' venvs, two targets at a time (mostly pip)
+# probes) alone; then the other interpreters' and releases' venvs, two targets at a time (mostly pip).
 test: setup browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
+	$(MAKE) -j 2 -O test-parallel $(CP4_VENV)/.installed
 	$(BIN)/python -m pytest -m serial
 	$(MAKE) -j 2 -O test-pythons test-synapse-min test-cellpose4 test-cellpose30
+
+# the first pass, while .venv-cellpose4 installs beside it (mostly unpacking torch)
+test-parallel: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
 
 # the interpreter-sensitive tests (the history build: tarfile; the command line: cpbench --help, synth, info)
 # under the other Pythons pyproject.toml allows: Debian 12's own 3.11.2 (the oldest; tarfile has no
