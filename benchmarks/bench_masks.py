@@ -6,6 +6,8 @@ previous stages' output at default parameters, made once and cached (inputs.mask
 MaskRecovery chains stages 7-10 and also tracks accuracy (AP@0.5 against the ground truth).
 """
 
+import numpy as _np
+
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
 from cpbench.measure import probes as _probes
@@ -129,3 +131,31 @@ FollowFlowsGPUMemory = _b.gpu_memory(FollowFlows, "FollowFlowsGPUMemory")
 GetMasksGPUMemory = _b.gpu_memory(GetMasks, "GetMasksGPUMemory")
 FlowQCGPUMemory = _b.gpu_memory(FlowQC, "FlowQCGPUMemory")
 MaskRecoveryGPUMemory = _b.gpu_memory(MaskRecovery, "MaskRecoveryGPUMemory")
+
+
+class CellDensity:
+    """What each synthetic input holds (question 3: do dense cells cost more?): true nuclei per megapixel
+    and the fraction of pixels inside a nucleus, of the crop's ground truth. No timing: the mask stages'
+    benchmarks at the same dataset and size are the cost; these are its explanatory variables."""
+
+    version = "1"
+    params = (_b.DATASETS, _b.SIZES)
+    param_names = ["dataset", "size"]
+
+    def setup(self, dataset: str, size: str) -> None:
+        if not _in.is_synthetic(dataset):
+            raise NotImplementedError(f"skipped: {dataset} has no ground truth")
+        labels = _in.load_crop(dataset, size)[1]
+        self.pixels = labels.size
+        self.nuclei = len(_np.unique(labels)) - (1 if (labels == 0).any() else 0)
+        self.cell_pixels = int((labels > 0).sum())
+
+    def track_nuclei_per_mp(self, dataset: str, size: str) -> float:
+        return self.nuclei / self.pixels * 1e6
+
+    track_nuclei_per_mp.unit = "nuclei per megapixel"  # type: ignore[attr-defined]
+
+    def track_cell_fraction(self, dataset: str, size: str) -> float:
+        return self.cell_pixels / self.pixels
+
+    track_cell_fraction.unit = "fraction of pixels in a nucleus"  # type: ignore[attr-defined]

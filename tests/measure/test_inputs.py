@@ -29,6 +29,19 @@ def test_synthetic_crop_is_the_slide_centre_with_renumbered_labels() -> None:
     assert len(ids) > 50
 
 
+def test_density_variants_hold_fewer_or_more_nuclei_in_the_same_frame() -> None:
+    cells = {}
+    for d in inputs.DENSITIES:
+        img, labels = inputs.load_crop(d, "256")
+        assert img.shape == (256, 256) and labels is not None and inputs.frame_shape(d) == inputs.frame_shape("synthetic")
+        cells[d] = (len(np.unique(labels)) - 1, float((labels > 0).mean()))
+    order = ["synthetic-bare", "synthetic-sparse", "synthetic", "synthetic-packed"]
+    assert [cells[d] for d in order] == sorted(cells.values()), cells  # nuclei and cell pixels grow with density
+    assert cells["synthetic-bare"][0] <= 5 and cells["synthetic-packed"][1] > 1.5 * cells["synthetic"][1], cells
+    typical = inputs.load_crop("synthetic", "256")[0]
+    assert not np.array_equal(typical, inputs.load_crop("synthetic-packed", "256")[0])
+
+
 def test_a_crop_larger_than_the_frame_has_the_truth_of_all_its_nuclei(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inputs, "SYNTH_FRAME", (12, 200, 180))
     path, lab = inputs.nuclear_crop("synthetic", "256")

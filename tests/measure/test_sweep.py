@@ -13,7 +13,7 @@ from cpbench.measure import sweep
 
 CLASSES = {
     "bench_x.Net": (["dataset", "size", "device", "batch_size", "augment"],
-                    [["'synthetic'", "'LUNG-1-LN'"], ["'256'", "'1024'", "'4096'", "'full'"], ["'cpu'", "'cuda'"],
+                    [["'synthetic'", "'synthetic-packed'", "'LUNG-1-LN'"], ["'256'", "'1024'", "'4096'", "'full'"], ["'cpu'", "'cuda'"],
                      ["1", "8", "32"], ["False", "True"]]),
     "bench_x.Write": (["size", "compression"], [["'1024'", "'4096'"], ["'none'", "'zlib'"]]),
     "bench_x.Read": (["dataset", "method"], [["'synthetic'"], ["'a'", "'b'"]]),
@@ -54,6 +54,14 @@ def test_params_varies_one_parameter_at_a_time() -> None:
     }
     only_time = sweep.bench_regexes(chosen, methods="time_stage")
     assert not re.search(only_time[0], "bench_x.Net.peakmem_stage('synthetic', '1024', 'cpu', 8, False)")
+
+
+def test_density_takes_every_synthetic_density_at_each_size_and_nothing_else() -> None:
+    chosen = sweep.combinations("density", CLASSES, sizes=["256", "1024"])
+    assert _selected(sweep.bench_regexes(chosen), CLASSES) == {
+        f"bench_x.Net.time_stage({d}, {s}, 'cpu', 8, False)"
+        for d in ("'synthetic'", "'synthetic-packed'") for s in ("'256'", "'1024'")
+    }  # Write has no dataset, Read no size; LUNG-1-LN is not a density
 
 
 def test_real_benchmarks_discovered_with_full_grids() -> None:

@@ -18,10 +18,12 @@ def register(sub: Any) -> None:
         "sweep", help="run the scaling sweep (every stage at big sizes) or the parameter sweep (one at a time)",
         description="Run a subset of the full grids (CPBENCH_FULL=1) with asv run --bench naming the exact "
         "combinations: 'scaling' = every stage at --sizes, other parameters at their defaults; 'params' = every "
-        "stage at --size with one parameter off its default. Synthetic data, reference model, CPU (--device). "
+        "stage at --size with one parameter off its default; 'density' = the stages that take a dataset on the "
+        "synthetic slide at four cell densities (bare, sparse, typical, packed) at --sizes (default 256,512,1024). "
+        "Synthetic data, reference model, CPU (--device). "
         "Results go to --results-dir (asv.sweep.json, a copy of asv.conf.json, points asv there); "
         "cpbench report reads them.")
-    p.add_argument("kind", choices=["scaling", "params"])
+    p.add_argument("kind", choices=["scaling", "params", "density"])
     p.add_argument("--sizes", default=None,
                    help="scaling: crop sides in pixels or 'full' (the 3138 x 2509 frame), comma-separated "
                         "(default 256,512,1024,2048,4096,full; 8192 takes ~20 min a network call on 2 cores)")
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from cpbench.errors import UserError
     from cpbench.measure import sweep
 
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()] if args.sizes else sweep.SCALING_SIZES
+    sizes = ([s.strip() for s in args.sizes.split(",") if s.strip()] if args.sizes
+             else sweep.DENSITY_SIZES if args.kind == "density" else sweep.SCALING_SIZES)
     bad = [s for s in sizes if not (s.isdigit() or s == "full")]
     if bad:
         raise UserError(f"--sizes must be pixels or 'full', got {', '.join(bad)}")
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from cpbench.measure.suite import PREPARE_SIZES_ENV
 
-    prepare = sizes if args.kind == "scaling" else [args.size]  # setup_cache makes these inputs, not 8192's
+    prepare = sizes if args.kind in ("scaling", "density") else [args.size]  # setup_cache makes these inputs, not 8192's
     env = {**os.environ, "CPBENCH_FULL": "1" if full else "", PREPARE_SIZES_ENV: ",".join(prepare)}
     subprocess.run([sys.executable, "-m", "asv", "--config", str(conf), "machine", "--yes"], env=env,
                    check=True, stdout=subprocess.DEVNULL)

@@ -25,6 +25,21 @@ from cpbench.io.files import atomic_path, load_npz, save_npz
 from cpbench.synth.params import PRESETS
 
 SYNTHETIC = "synthetic"
+#: the synthetic inputs by cell density (question 3 of the challenge): dataset name -> what differs from
+#: the default scene (synth.params.SceneParams: density = candidate nuclei per 10,000 px² of cellular tissue
+#: before thinning; the realised nuclei per MP and cell-pixel fraction are measured by
+#: bench_masks.CellDensity). ``synthetic`` is the typical slide every other benchmark uses.
+DENSITIES: dict[str, dict[str, float]] = {
+    "synthetic-bare": {"density": 0.2},  # nearly bare glass: a handful of nuclei
+    "synthetic-sparse": {"density": 20.0},
+    SYNTHETIC: {},
+    "synthetic-packed": {"density": 200.0, "overlap": 0.6, "tissue_fraction": 1.0},
+}
+
+
+def is_synthetic(dataset: str) -> bool:
+    """Whether ``dataset`` is generated here (with ground truth): ``synthetic`` or a density variant."""
+    return dataset in DENSITIES
 FULL = "full"
 SYNTH_SEED = 0
 SYNTH_FRAME = PRESETS["exemplar-001"]  # (C, Y, X) of the synthetic "full" frame
@@ -44,7 +59,7 @@ def cache_dir() -> Path:
 
 def frame_shape(dataset: str) -> tuple[int, int]:
     """(Y, X) of a dataset's full frame, pixels."""
-    if dataset == SYNTHETIC:
+    if is_synthetic(dataset):
         return SYNTH_FRAME[1], SYNTH_FRAME[2]
     if dataset in PRESETS:
         return PRESETS[dataset][1], PRESETS[dataset][2]
@@ -58,7 +73,7 @@ def crop_shape(dataset: str, size: str) -> tuple[int, int]:
         return fy, fx
     s = int(size)
     if s > fy or s > fx:
-        if dataset != SYNTHETIC:
+        if not is_synthetic(dataset):
             raise NotImplementedError(f"skipped: a {s} px crop does not fit in {dataset} ({fy} x {fx})")
     return s, s
 
@@ -103,26 +118,28 @@ def _crop_tag(dataset: str, size: str) -> dict[str, int]:
     """Extra cache-key part of a crop larger than the synthetic frame (empty for every other crop)."""
     fy, fx = frame_shape(dataset)
     h, w = crop_shape(dataset, size)
-    return {"crop": BIG_CROP_VERSION} if dataset == SYNTHETIC and (h > fy or w > fx) else {}
+    return {"crop": BIG_CROP_VERSION} if is_synthetic(dataset) and (h > fy or w > fx) else {}
 
 
 def nuclear_crop(dataset: str, size: str) -> tuple[Path, Path | None]:
     """A cached single-channel OME-TIFF of the nuclear stain (channel 0), centred crop of ``size``,
     and its ground-truth labels (None for real images). Crops larger than the synthetic frame are
-    rendered directly from the synthetic scene (same seed and parameters)."""
+    rendered directly from the synthetic scene (same seed and parameters); the density variants
+    (:data:`DENSITIES`) likewise, from a scene of their own density."""
     h, w = crop_shape(dataset, size)
     stem = f"{dataset}-{h}x{w}" + (f"-v{BIG_CROP_VERSION}" if _crop_tag(dataset, size) else "")
     out = cache_dir() / f"{stem}.ome.tif"
     lab = cache_dir() / f"{stem}.labels.ome.tif"
-    if out.exists() and (dataset != SYNTHETIC or lab.exists()):
-        return out, lab if dataset == SYNTHETIC else None
-    if dataset == SYNTHETIC:
+    synthetic = is_synthetic(dataset)
+    if out.exists() and (not synthetic or lab.exists()):
+        return out, lab if synthetic else None
+    if synthetic:
         from cpbench.synth.params import SceneParams
         from cpbench.synth.scene import Scene
 
         fy, fx = frame_shape(dataset)
         scene_shape = (max(h, fy), max(w, fx))
-        scene = Scene((1, *scene_shape), SceneParams(seed=SYNTH_SEED))
+        scene = Scene((1, *scene_shape), SceneParams(seed=SYNTH_SEED, **DENSITIES[dataset]))  # type: ignore[arg-type]
         y0, x0 = _centre(scene_shape, (h, w))  # the frame's centre; the origin for a larger crop
         labels = np.zeros((h, w), np.uint32)
         img = scene.render(0, y0, x0, h, w, labels_out=labels)

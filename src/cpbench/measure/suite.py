@@ -68,7 +68,10 @@ def grid(quick: Sequence[T], full: Sequence[T]) -> list[T]:
 # ----- parameter grids (explicit: nothing about the machine changes what is measured) -------
 SIZES = grid(["256", "512", "1024"], ["256", "512", "1024", "2048", "4096", "8192", "full"])
 """Side of the centred square crop, pixels, or ``full`` (the whole frame)."""
-DATASETS = grid(["synthetic"], ["synthetic", "exemplar-001", "LUNG-1-LN", "WD-76845-097"])
+DATASETS = grid(["synthetic"], ["synthetic", "synthetic-bare", "synthetic-sparse", "synthetic-packed",
+                                "exemplar-001", "LUNG-1-LN", "WD-76845-097"])
+"""``synthetic`` (the typical slide), its density variants (inputs.DENSITIES: cpbench sweep density) and
+the challenge images (once fetched)."""
 DEVICES = ["cpu", "cuda"]
 MODELS = grid(["reference", "random"], ["reference", "random", "nuclei", "cpsam"])
 """``random``: the release's own architecture at random weights (3.x CPnet, 4.x Cellpose-SAM): time
@@ -169,7 +172,7 @@ def prepare_suite() -> None:
             inputs.nuclear_crop(dataset, size)
             inputs.network_flows(dataset, size, "reference", DIAMETER)
             inputs.mask_stage_inputs(dataset, size, "network", "reference", DIAMETER)
-            if dataset == inputs.SYNTHETIC:
+            if inputs.is_synthetic(dataset):
                 inputs.mask_stage_inputs(dataset, size, "ground_truth", "reference", DIAMETER)
         except NotImplementedError:
             continue

@@ -31,6 +31,8 @@ from cpbench.measure.suite import PARAM_DEFAULTS, asv_value
 
 #: sizes of the scaling sweep (pixels per side, or the whole frame): the quick grid's and beyond
 SCALING_SIZES = ["256", "512", "1024", "2048", "4096", "full"]
+#: sizes of the density sweep: three, to see whether density's effect grows with the image
+DENSITY_SIZES = ["256", "512", "1024"]
 #: the size of the parameter sweep
 PARAMS_SIZE = "1024"
 #: parameters held at one value in both sweeps (what is measured, not how)
@@ -81,20 +83,30 @@ def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]
 
     ``scaling``: size in ``sizes``, the rest at defaults; classes without a size are left out.
     ``params``: size ``size`` (or no size parameter), at most one swept parameter off its default
-    (the all-default combination is the baseline the others are compared with)."""
-    if kind not in ("scaling", "params"):
-        raise UserError(f"unknown sweep {kind!r}: choose scaling or params")
+    (the all-default combination is the baseline the others are compared with).
+    ``density``: every synthetic density (inputs.DENSITIES) at each size in ``sizes`` (default
+    :data:`DENSITY_SIZES`), the rest at defaults."""
+    if kind not in ("scaling", "params", "density"):
+        raise UserError(f"unknown sweep {kind!r}: choose scaling, params or density")
+    from cpbench.measure.inputs import DENSITIES
+
     chosen: dict[str, list[tuple[str, ...]]] = {}
     for cls, (names, values) in sorted(classes.items()):
-        if kind == "scaling" and "size" not in names:
+        if kind in ("scaling", "density") and ("size" not in names or (kind == "density" and "dataset" not in names)):
             continue
         if kind == "params" and not any(n in PARAM_DEFAULTS and n not in FIXED for n in names):
             continue  # nothing to sweep
         picked = []
         for combo in product(*values):
+            plain = {n: asv_value(v) for n, v in zip(names, combo)}
+            if kind == "density":
+                off = [n for n in names if n in PARAM_DEFAULTS and n != "dataset" and plain[n] != PARAM_DEFAULTS[n]]
+                fixed = all(plain[n] == FIXED[n] for n in names if n in FIXED and n != "dataset")
+                if fixed and plain["dataset"] in DENSITIES and plain["size"] in sizes and not off:
+                    picked.append(combo)
+                continue
             if not _fixed_ok(names, combo):
                 continue
-            plain = {n: asv_value(v) for n, v in zip(names, combo)}
             off = [n for n in names if n in PARAM_DEFAULTS and plain[n] != PARAM_DEFAULTS[n]]
             if kind == "scaling" and plain["size"] in sizes and not off:
                 picked.append(combo)
