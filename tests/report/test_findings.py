@@ -86,6 +86,13 @@ def test_the_largest_whole_slide_effect_ranks_first(tmp_path: Path) -> None:
     assert "LUNG-1-LN: 20 min (60.0% of the run) (extrapolated 5.82x beyond the largest size measured)" in first
     assert "WD-76845-097: " in first and re.search(r"WD-76845-097: (\S+ )?(h|min|s) ", first) is None
     assert "WD-76845-097: not projected: 42.3x beyond the largest size measured" in first
+    # how to segment: WD-76845-097 in blocks whose own size lies within the sizes measured, so its wall time is a
+    # sum over blocks (none beyond 4x), while its whole-image projection (42x) gives no number
+    howto = _section(md, "How to segment each challenge image (cpu)")
+    assert "- exemplar-001: whole image; wall time ~" in howto
+    wd = next(x for x in howto.splitlines() if x.startswith("- WD-76845-097: "))
+    assert wd.startswith("- WD-76845-097: blockwise (cpbench segment), 16 blocks, blocks of 8192 px")
+    assert re.search(r"wall time ~[\d.]+ h \([\d.]+-[\d.]+ h\)\.$", wd), wd
     # the answers open the document, with the law and the bottleneck
     answers = _section(md, "Answers to the challenge's questions")
     assert md.index("## Answers") < md.index("## Guidelines, ranked")
@@ -128,6 +135,9 @@ def test_three_quick_sizes_give_no_law_and_no_projected_number(tmp_path: Path) -
     assert "exemplar-001" not in ranked and "LUNG-1-LN" not in ranked and "WD-76845-097" not in ranked
     assert re.search(r" h \(|~[\d.]+ h|GB \(", ranked) is None  # no whole-slide hours or GB
     assert "at 1024 px (measured)" in ranked
+    howto = _section(md, "How to segment each challenge image (cpu)")
+    assert "Not stated from these results: whole-image or blockwise, and the block size" in howto
+    assert "cpbench sweep scaling" in howto and "| WD-76845-097 |" not in howto
     fit = _section(md, "Will it fit?")
     assert "No whole-slide projection from these results" in fit and "| WD-76845-097 |" not in fit
 
@@ -137,6 +147,39 @@ def test_missing_answers_name_the_command(tmp_path: Path) -> None:
     answers = _section(md, "Answers to the challenge's questions")
     assert "(3) Dense cells: not measured in these results" in answers
     missing = answers.split("Missing here:")[1]
-    assert "question 2 (a scaling law and whole-slide projections): cpbench sweep scaling" in missing
-    assert "question 4 (tile_overlap, augment, batch_size, bsize, resample): cpbench sweep params" in missing
+    assert "question 2 (a scaling law and whole-slide projections): cpbench sweep scaling (6 sizes" in missing
+    assert "question 4 (tile_overlap, augment, batch_size, bsize): cpbench sweep params" in missing
+    assert "question 4 (resample): not a parameter of this version of the suite's benchmarks" in missing
     assert "cpbench sweep scaling" in _section(md, "Will it fit?")
+
+
+FRACTIONS = {"synthetic-bare": 0.001, "synthetic-sparse": 0.05, "synthetic": 0.2, "synthetic-packed": 0.5}
+
+
+def test_density_answer_and_cost_per_cell_pixel(tmp_path: Path) -> None:
+    """follow_flows planted as 0.01 s + 0.1 s/MP + 4 s per MP of cell pixels at four densities and three sizes:
+    the answer and the section give the ratios against typical, and the fit recovers the planted slopes."""
+    results, out = tmp_path / "results", tmp_path / "out"
+    _world(results, LAW)
+    names = ["dataset", "size"]
+    dens = [list(FRACTIONS), QUICK]
+    flows = (["dataset", "size", "niter", "device"], [list(FRACTIONS), QUICK, ["200"], ["cpu"]])
+
+    def follow(p: dict) -> float:
+        px = _px(p["size"])
+        return 0.01 + 0.1e-6 * px + 4e-6 * px * FRACTIONS[p["dataset"]]
+
+    _write(results, "a" * 40, 1_700_000_000_000, {
+        "bench_masks.FollowFlows.time_stage": _grid(*flows, follow),
+        "bench_masks.CellDensity.track_cell_fraction": _grid(names, dens, lambda p: FRACTIONS[p["dataset"]]),
+        "bench_masks.CellDensity.track_nuclei_per_mp": _grid(names, dens, lambda p: 5000 * FRACTIONS[p["dataset"]]),
+    })
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    md = (out / "guidelines.md").read_text()
+    answers = _section(md, "Answers to the challenge's questions")
+    typical, packed = follow({"size": "1024", "dataset": "synthetic"}), follow({"size": "1024", "dataset": "synthetic-packed"})
+    assert (f"(3) Dense cells (cpu, 1024 px): packed (2500 nuclei per MP, 50% cell pixels) against typical "
+            f"(1000 nuclei per MP, 20% cell pixels): 7 follow_flows x{packed / typical:.2f} (one sample)") in answers
+    sec = _section(md, "Dense cells: cost against cell density (cpu)")
+    assert "7 follow_flows: 0.01 s + 0.1 s per MP + 4 s per MP of cell pixels (12 inputs, fit error 0%)." in sec
+    assert "| cell-pixel fraction | 1024 | 0.1% | 5.0% | 20.0% | 50.0% |" in sec

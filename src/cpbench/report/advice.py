@@ -132,6 +132,28 @@ def history_findings(rows: list[Row], names: dict[str, str], model: SlideModel, 
     return out
 
 
+def density_findings(rows: list[Row], model: SlideModel, ctx: Context) -> list[Finding]:
+    """Packed cells against the typical density, per stage timed at both (not within noise)."""
+    from cpbench.report import density
+
+    out = []
+    for e in density.effects(rows):
+        if e.dataset != "synthetic-packed" or e.judgement.verdict == NOISE or e.stage == END_TO_END:
+            continue
+        out.append(Finding(
+            claim=f"Densely packed cells: {stage_name(e.stage)} takes {e.judgement.ratio:.2f}x the typical density's "
+                  f"time at {e.size} px ({e.judgement.verdict}); on a packed slide the run grows by this stage's share.",
+            kind="density", effects=model.effects(e.stage, e.judgement.ratio, density_px(e.size)),
+            conditions=f"{ctx.label}, cpu; the synthetic slide at four densities",
+            evidence=f"{e.stage}.time_stage, dataset=synthetic-packed against synthetic; cpbench sweep density",
+            confidence=f"{e.judgement.verdict}: {e.judgement.basis}"))
+    return out
+
+
+def density_px(size: str) -> int | None:
+    return int(size) ** 2 if size.isdigit() else None
+
+
 def memory_findings(model: SlideModel, ctx: Context) -> list[Finding]:
     """Whole-image eval's process peak against this machine's RAM, per challenge image when projectable."""
     peaks = series(model.rows, END_TO_END, PROCESS_PEAK, model.device)
@@ -201,6 +223,7 @@ def findings(snap_rows: list[Row], machine_rows: list[Row], names: dict[str, str
     model = SlideModel(snap_rows, device)
     return (stage_findings(model, ctx) + parameter_findings(machine_rows, model, ctx)
             + history_findings(machine_rows, names, model, ctx) + memory_findings(model, ctx)
+            + (density_findings(machine_rows, model, ctx) if device == "cpu" else [])
             + device_findings(machine_rows))
 
 

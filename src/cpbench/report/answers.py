@@ -11,10 +11,16 @@ input channels. Units: seconds, MB = 1e6 bytes, GB = 1e9 bytes, MP = 1e6 pixels.
 from __future__ import annotations
 
 from cpbench.fetch.catalogue import IMAGES
-from cpbench.report import changes
+from cpbench.measure.suite import PARAM_DEFAULTS
+from cpbench.report import changes, density
 from cpbench.report.advice import GROUPS, Context
 from cpbench.report.document import Section
-from cpbench.report.evidence import extrapolation_note, law_gap, law_supported
+from cpbench.report.evidence import (
+    SCALING_SWEEP,
+    extrapolation_note,
+    law_gap,
+    law_supported,
+)
 from cpbench.report.results import Row
 from cpbench.report.select import TIME, series
 from cpbench.report.slide import END_TO_END, SlideModel, side_label
@@ -88,20 +94,33 @@ def _q2(model: SlideModel, ctx: Context) -> tuple[str, list[str]]:
     else:
         text = (f"(2) Scaling ({model.device}): no scaling law from these results ({law_gap(t)}); measured: "
                 + ", ".join(f"{v:.3g} s at {side_label(px)}" for px, v in sorted(model.measured(END_TO_END).items())) + ".")
-        missing = ["question 2 (a scaling law and whole-slide projections): cpbench sweep scaling "
-                   "(7 sizes, 256 px to 8192 px)"]
+        missing = [f"question 2 (a scaling law and whole-slide projections): {SCALING_SWEEP}"]
     text += (" Parallelism: a whole-slide run splits into independent blocks (cpbench segment, workers on Dask); "
              "within a block, the network uses torch's threads and follow_flows numba's.")
     return text + f" Conditions: {ctx.label}.", missing
 
 
 def _q3(rows: list[Row]) -> tuple[str, list[str]]:
-    dens = [r for r in rows if "density" in r.params and r.value is not None]
-    if not dens:
-        return ("(3) Dense cells: not measured in these results: the suite's synthetic slides have one cell "
-                "density, and its benchmarks no density parameter.",
-                ["question 3: a density parameter of the synthetic inputs (not in this version of the suite)"])
-    return f"(3) Dense cells: {len(dens)} values measured with a density parameter.", []
+    eff = density.effects(rows)
+    if not eff:
+        return ("(3) Dense cells: not measured in these results (the stages at the four synthetic cell densities).",
+                ["question 3: cpbench sweep density (bare, sparse, typical, packed at 256, 512, 1024 px)"])
+    held = density.contents(rows)
+    size = eff[0].size
+
+    def what(d: str) -> str:
+        h = held.get((d, size), {})
+        return (f"{h['nuclei_per_mp']:.0f} nuclei per MP, {h['cell_fraction']:.0%} cell pixels"
+                if "nuclei_per_mp" in h and "cell_fraction" in h else "contents not measured")
+
+    packed = sorted((e for e in eff if e.dataset == "synthetic-packed"), key=lambda e: -e.judgement.ratio)
+    text = (f"(3) Dense cells (cpu, {size} px): packed ({what('synthetic-packed')}) against typical "
+            f"({what(density.TYPICAL)}): "
+            + "; ".join(f"{changes.stage_name(e.stage)} x{e.judgement.ratio:.2f} ({e.judgement.verdict})" for e in packed)
+            + ". Bare glass (" + what("synthetic-bare") + "): "
+            + "; ".join(f"{changes.stage_name(e.stage)} x{e.judgement.ratio:.2f}" for e in eff
+                        if e.dataset == "synthetic-bare") + ".")
+    return text, []
 
 
 def _q4(rows: list[Row], device: str) -> tuple[str, list[str]]:
@@ -110,8 +129,7 @@ def _q4(rows: list[Row], device: str) -> tuple[str, list[str]]:
     measured = sorted({e.param for e in effects})
     unmeasured = [p for p in FAST if p not in measured]
     if not effects:
-        return (f"(4) Fast settings ({device}): not measured in these results.",
-                ["question 4: cpbench sweep params"])
+        return (f"(4) Fast settings ({device}): not measured in these results.", _fast_missing(list(FAST)))
     parts = []
     for e in sorted(effects, key=lambda e: e.time.ratio):  # type: ignore[union-attr]
         ap = f", AP@0.5 {e.ap[0]:.3f} -> {e.ap[1]:.3f}" if e.ap else ", accuracy not measured on this stage"
@@ -123,7 +141,15 @@ def _q4(rows: list[Row], device: str) -> tuple[str, list[str]]:
         text += " Faster with AP@0.5 within 0.01: " + ", ".join(f"{e.param}={e.value}" for e in keep) + "."
     if unmeasured:
         text += f" Not measured: {', '.join(unmeasured)}."
-    return text, ([f"question 4 ({', '.join(unmeasured)}): cpbench sweep params"] if unmeasured else [])
+    return text, _fast_missing(unmeasured)
+
+
+def _fast_missing(unmeasured: list[str]) -> list[str]:
+    """What would measure the fast settings not measured: the parameter sweep, or nothing yet."""
+    swept = [p for p in unmeasured if p in PARAM_DEFAULTS]
+    absent = [p for p in unmeasured if p not in PARAM_DEFAULTS]
+    return ([f"question 4 ({', '.join(swept)}): cpbench sweep params"] if swept else []) + \
+        ([f"question 4 ({', '.join(absent)}): not a parameter of this version of the suite's benchmarks"] if absent else [])
 
 
 def _q5(rows: list[Row], device: str) -> tuple[str, list[str]]:

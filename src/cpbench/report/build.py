@@ -10,10 +10,19 @@ from pathlib import Path
 from cpbench.report import advice
 from cpbench.report import guidelines as g
 from cpbench.report.answers import answers_section
+from cpbench.report.density import density_section
 from cpbench.report.document import Section, write_document
 from cpbench.report.findings import MIN_EFFECT, rank, render
+from cpbench.report.howto import howto_section
 from cpbench.report.results import Row
-from cpbench.report.select import commit_label, commit_names, devices, saved_commit_names, scaling_snapshot
+from cpbench.report.select import (
+    commit_label,
+    commit_names,
+    devices,
+    saved_commit_names,
+    scaling_snapshot,
+)
+from cpbench.report.slide import SlideModel
 
 
 def machine_info(results_dirs: list[Path], machine: str) -> dict[str, str]:
@@ -80,7 +89,8 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
     ranked = Section("Guidelines, ranked by their effect on a whole-slide run", items=[render(f) for f in major])
     if not major:
         ranked.missing.append("nothing measured changes a run by 1 % or more; run: cpbench sweep scaling")
+    howto = [howto_section(SlideModel(snap_rows, device), _ram(info), label) for device in devices(snap_rows)]
     below = Section(f"Findings below {MIN_EFFECT:.0%} of a run (not guidelines)",
                     statements=[f.claim for f in minor])
     return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble,
-                          [*opening, ranked, *sections, below])
+                          [*opening, ranked, *howto, *sections, density_section(machine_rows), below])

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES
 from cpbench.report.evidence import Judgement, detection_limits, judge
 from cpbench.report.results import Row
-from cpbench.report.select import AP, STAGE_PEAK, TIME, commit_label, off_defaults, parameter_changes, pixels
+from cpbench.report.select import (
+    AP,
+    STAGE_PEAK,
+    TIME,
+    commit_label,
+    off_defaults,
+    parameter_changes,
+    pixels,
+)
 from cpbench.report.stability import ASV_FACTOR
 from cpbench.report.stage_table import STAGE_ORDER
 
@@ -59,6 +67,8 @@ def parameter_effects(rows: list[Row]) -> list[ParamEffect]:
     limits = detection_limits(rows)
     by: dict[tuple[str, str, str, str, str], ParamEffect] = {}
     for c in parameter_changes(rows):
+        if c.param == "dataset":
+            continue  # the input, not a setting: cell density has its own section (report.density)
         k = (c.stage, c.param, c.value, c.size, c.device)
         e = by.setdefault(k, ParamEffect(*k))
         if c.measure == TIME and c.row is not None and c.base_row is not None:

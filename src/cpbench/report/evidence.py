@@ -35,6 +35,10 @@ LABEL_BEYOND = 4.0
 #: and beyond this one it gives no number in a guideline
 NUMBER_BEYOND = 20.0
 
+#: the command that measures enough sizes for a law (cpbench sweep's default sizes: 256 px to 16.8 MP)
+SCALING_SWEEP = ("cpbench sweep scaling (6 sizes: 256 to 4096 px and the 3138 x 2509 frame; "
+                 "--sizes 256,1024,4096,8192 reaches 67 MP)")
+
 #: verdicts of :func:`judge`
 CHANGE, NOISE, ONE_SAMPLE = "change", "within noise", "one sample"
 

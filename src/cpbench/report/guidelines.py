@@ -18,7 +18,14 @@ from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES
 from cpbench.report import changes, figures
 from cpbench.report.costmodel import CostFit, fit_cost, pixels_at, project
 from cpbench.report.document import Section
-from cpbench.report.evidence import NUMBER_BEYOND, extrapolation_note, law_gap, law_supported, projection_number
+from cpbench.report.evidence import (
+    NUMBER_BEYOND,
+    SCALING_SWEEP,
+    extrapolation_note,
+    law_gap,
+    law_supported,
+    projection_number,
+)
 from cpbench.report.results import Row
 from cpbench.report.select import (
     GPU_PEAK,
@@ -95,7 +102,7 @@ def scaling_section(rows: list[Row], snap: Snapshot, label: str, out: Path, devi
         gap = law_gap(fits[unlawful[0]]["time"])
         sec.statements.append(f"No scaling law (exponent) is stated for {', '.join(unlawful)}: {gap}; the table's "
                               "exponents describe the sizes measured only.")
-        sec.missing.append("a scaling law per stage: cpbench sweep scaling (7 sizes, 256 px to 8192 px)")
+        sec.missing.append(f"a scaling law per stage: {SCALING_SWEEP}")
     mem = sorted(((n, f["memory"]) for n, f in fits.items() if f["memory"]), key=lambda x: -x[1].per_pixel)
     if mem:
         sec.statements.append("Bytes per pixel of the stage peaks (slope of the fit): " + "; ".join(
@@ -265,7 +272,7 @@ def fit_section(fits: dict[str, dict[str, CostFit | None]], rows: list[Row], ram
         sec.statements.append(f"No whole-slide projection from these results: end-to-end eval {law_gap(t) or law_gap(mem)}. "
                               f"Largest size measured: {t.max_pixels / 1e6:.3g} MP, "
                               f"{max(v for _, v in series(rows, END_TO_END, TIME)):.3g} s.")
-        sec.missing.append("whole-slide projections: cpbench sweep scaling (end-to-end eval at 7 sizes to 67 MP)")
+        sec.missing.append(f"whole-slide projections: {SCALING_SWEEP}")
         return sec
     table = [["image", "nuclear channel, MP", "extrapolation", "time, h (range)", "process peak, GB (range)",
               "fits in RAM"]]

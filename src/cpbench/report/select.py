@@ -32,7 +32,7 @@ def pixels(params: dict[str, str]) -> int | None:
         return int(size) ** 2
     if size == "full":
         dataset = params.get("dataset", "synthetic")
-        y, x = SYNTHETIC_FRAME if dataset == "synthetic" else IMAGES[dataset].shape[1:] if dataset in IMAGES else (0, 0)
+        y, x = SYNTHETIC_FRAME if dataset.startswith("synthetic") else IMAGES[dataset].shape[1:] if dataset in IMAGES else (0, 0)
         return y * x or None
     return None
 

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 from cpbench.fetch.catalogue import IMAGES
 from cpbench.report.costmodel import CostFit, Projection, fit_cost, project
-from cpbench.report.evidence import extrapolation_note, law_gap, law_supported, projection_number
+from cpbench.report.evidence import (
+    extrapolation_note,
+    law_gap,
+    law_supported,
+    projection_number,
+)
 from cpbench.report.results import Row
 from cpbench.report.select import PROCESS_PEAK, STAGE_PEAK, TIME, series
 
