@@ -132,26 +132,33 @@ def history_findings(rows: list[Row], names: dict[str, str], model: SlideModel, 
     return out
 
 
-def density_findings(rows: list[Row], model: SlideModel, ctx: Context) -> list[Finding]:
-    """Packed cells against the typical density, per stage timed at both (not within noise)."""
+def density_findings(rows: list[Row], ctx: Context) -> list[Finding]:
+    """Packed cells against the typical density, per stage timed at both (not within noise): its effect is
+    the change of the stage's time over whole-image eval's at the typical density, both measured by the
+    density sweep at that size (end-to-end eval itself: its own ratio)."""
     from cpbench.report import density
 
+    t = density.times(rows)
     out = []
     for e in density.effects(rows):
-        if e.dataset != "synthetic-packed" or e.judgement.verdict == NOISE or e.stage == END_TO_END:
+        if e.dataset != "synthetic-packed" or e.judgement.verdict == NOISE:
             continue
+        typical = t.get(END_TO_END, {}).get((density.TYPICAL, e.size))
+        stage = t[e.stage][(density.TYPICAL, e.size)]
+        if typical is None or not typical.value:
+            continue
+        share = (e.judgement.ratio - 1.0) * (stage.value or 0.0) / typical.value
+        whole = e.stage == END_TO_END
         out.append(Finding(
-            claim=f"Densely packed cells: {stage_name(e.stage)} takes {e.judgement.ratio:.2f}x the typical density's "
-                  f"time at {e.size} px ({e.judgement.verdict}); on a packed slide the run grows by this stage's share.",
-            kind="density", effects=model.effects(e.stage, e.judgement.ratio, density_px(e.size)),
-            conditions=f"{ctx.label}, cpu; the synthetic slide at four densities",
+            claim=(f"Densely packed cells make whole-image eval {e.judgement.ratio:.2f}x as long as the typical density "
+                   f"at {e.size} px ({e.judgement.verdict})." if whole else
+                   f"Densely packed cells: {stage_name(e.stage)} takes {e.judgement.ratio:.2f}x the typical density's "
+                   f"time at {e.size} px ({e.judgement.verdict})."),
+            kind="density", effects=[Effect(f"at {e.size} px (measured)", share)],
+            conditions=f"{ctx.label}, cpu; the synthetic slide at four densities (packed: its table below)",
             evidence=f"{e.stage}.time_stage, dataset=synthetic-packed against synthetic; cpbench sweep density",
             confidence=f"{e.judgement.verdict}: {e.judgement.basis}"))
     return out
-
-
-def density_px(size: str) -> int | None:
-    return int(size) ** 2 if size.isdigit() else None
 
 
 def memory_findings(model: SlideModel, ctx: Context) -> list[Finding]:
@@ -223,7 +230,7 @@ def findings(snap_rows: list[Row], machine_rows: list[Row], names: dict[str, str
     model = SlideModel(snap_rows, device)
     return (stage_findings(model, ctx) + parameter_findings(machine_rows, model, ctx)
             + history_findings(machine_rows, names, model, ctx) + memory_findings(model, ctx)
-            + (density_findings(machine_rows, model, ctx) if device == "cpu" else [])
+            + (density_findings(machine_rows, ctx) if device == "cpu" else [])
             + device_findings(machine_rows))
 
 
