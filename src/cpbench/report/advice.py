@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpbench.fetch.catalogue import IMAGES
-from cpbench.report import changes
+from cpbench.report import changes, density
 from cpbench.report.changes import stage_name
 from cpbench.report.evidence import NOISE, extrapolation_note, law_gap, samples_summary
 from cpbench.report.findings import MIN_EFFECT, Finding
@@ -136,8 +136,6 @@ def density_findings(rows: list[Row], ctx: Context) -> list[Finding]:
     """Packed cells against the typical density, per stage timed at both (not within noise): its effect is
     the change of the stage's time over whole-image eval's at the typical density, both measured by the
     density sweep at that size (end-to-end eval itself: its own ratio)."""
-    from cpbench.report import density
-
     t = density.times(rows)
     out = []
     for e in density.effects(rows):

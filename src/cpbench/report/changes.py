@@ -165,7 +165,7 @@ def history(rows: list[Row], names: dict[str, str], device: str = "cpu") -> Hist
     commits = sorted(dates, key=lambda c: dates[c])
     out = History(env, size, commits, [commit_label(c, names) for c in commits], {}, [])
     for measure in (TIME, STAGE_PEAK):
-        for (key, sz), by in sorted(_per_commit(rows, measure, device).items()):
+        for (key, sz), by in sorted((per if measure == TIME else _per_commit(rows, measure, device)).items()):
             if sz != size or len(by) < 2:
                 continue
             out.values[(key, measure)] = [by[c].value if c in by else None for c in commits]

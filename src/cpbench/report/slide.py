@@ -13,7 +13,7 @@ Units: seconds, bytes, pixels (the nuclear channel's Y x X), shares as fractions
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cpbench.fetch.catalogue import IMAGES
 from cpbench.report.costmodel import CostFit, Projection, fit_cost, project
@@ -24,7 +24,7 @@ from cpbench.report.evidence import (
     projection_number,
 )
 from cpbench.report.results import Row
-from cpbench.report.select import PROCESS_PEAK, STAGE_PEAK, TIME, series
+from cpbench.report.select import PROCESS_PEAK, TIME, series
 
 END_TO_END = "bench_eval.EndToEnd"
 
@@ -168,13 +168,8 @@ class SlideModel:
 
     def costs(self, bench: str) -> list[Effect]:
         """``bench``'s own time as a part of the run, per challenge image or at the size measured."""
-        from dataclasses import replace
-
         return [replace(e, signed=False) for e in self.effects(bench, 2.0)]
 
-    def stage_peak(self, bench: str) -> dict[int, float]:
-        """``{pixels: bytes}`` of ``bench``'s stage peak at default parameters."""
-        return self.measured(bench, STAGE_PEAK)
 
 
 def side_label(px: int) -> str:
