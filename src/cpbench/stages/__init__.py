@@ -20,7 +20,8 @@ Stage map (shared/DESIGN.md) and the public function for each stage::
 exactly), ``v30`` (3.0.x: other follow-flows and get-masks functions and network output; checked
 the same way against 3.0 and 3.0.11) or ``v4`` (4.0.x and 4.1+; checked against 4.2.1.1). ``common`` holds
 the stages whose Cellpose calls are the same in both. Helpers the benchmarks need:
-:func:`ground_truth_flows`, :func:`random_model`, :func:`average_precision`.
+:func:`ground_truth_flows`, :func:`random_model` (at any input channel count the version allows:
+:func:`input_channels`), :func:`average_precision`.
 
 Inputs are 2D, a single nuclear channel ``(Y, X)`` uint16; every function works on numpy arrays
 and returns the stage's natural output. Units: sizes in pixels, memory in bytes, diameters in pixels.
@@ -37,6 +38,7 @@ from cpbench.stages.api import (
     follow_flows,
     get_masks,
     ground_truth_flows,
+    input_channels,
     load_weights,
     masks_from_flows,
     random_architecture,
@@ -69,7 +71,7 @@ from cpbench.stages.readwrite import (
 __all__ = [
     "CELLPROB_INSIDE", "CELLPROB_OUTSIDE", "FLOW_SCALE", "Device", "average_precision", "builtin_weights",
     "cellpose_version", "check_network_options", "convert", "default_bsize", "default_diam_mean", "eval_end_to_end",
-    "fill_holes_and_remove_small", "follow_flows", "get_masks", "ground_truth_flows", "load_weights",
+    "fill_holes_and_remove_small", "follow_flows", "get_masks", "ground_truth_flows", "input_channels", "load_weights",
     "masks_from_flows", "normalize", "random_architecture", "random_model", "read_full", "read_lazy",
     "read_page", "read_region", "remove_bad_flow_masks", "resample_flows", "rescale", "rescale_factor",
     "run_network", "runs_cpnet_weights", "segment_stagewise", "write_masks",

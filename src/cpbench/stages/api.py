@@ -186,17 +186,22 @@ def eval_end_to_end(
     augment: bool = False,
     tile_norm_blocksize: int = 0,
     lowhigh: tuple[float, float] | None = None,
+    resample: bool = True,
 ) -> np.ndarray:
-    """``CellposeModel.eval`` on one ``(Y, X)`` image; returns labels ``(Y, X)``.
+    """``CellposeModel.eval`` on one ``(Y, X)`` image (or ``(Y, X, C)``, C the model's input
+    channels); returns labels ``(Y, X)``.
 
     ``diameter`` in pixels (None = no rescaling), ``niter`` None = cellpose's default
     (200 / rescale factor), ``bsize`` None = version default. ``lowhigh``: intensities (the
     image's units) that normalize to 0 and 1, instead of the image's own 1st/99th percentiles
     (a block of a slide normalized like the whole slide; ``tile_norm_blocksize`` is then unused).
+    ``resample`` False: mask recovery runs on the flows at the network's resolution (the image
+    rescaled by ``diam_mean / diameter``) and the labels are resized to the image after; True
+    (Cellpose's default) resizes the flows to the image first.
     """
     return adapter().eval(
         model, img, diameter, flow_threshold, cellprob_threshold, min_size, niter,
-        bsize, tile_overlap, batch_size, augment, tile_norm_blocksize, lowhigh,
+        bsize, tile_overlap, batch_size, augment, tile_norm_blocksize, lowhigh, resample,
     )
 
 
@@ -259,18 +264,25 @@ def ground_truth_flows(labels: np.ndarray, device: Device = None) -> tuple[np.nd
     return dP, cellprob
 
 
-def random_model(device: Device = None, seed: int = 0) -> Any:
+def random_model(device: Device = None, seed: int = 0, nchan: int | None = None) -> Any:
     """A ``CellposeModel`` with the version's architecture and random weights (no download).
 
-    3.x: ``CellposeModel(pretrained_model=False, diam_mean=17., nchan=2)`` (the nuclei CPnet).
-    4.x: ``CellposeModel`` insists on weights, so the model object is assembled around
-    Cellpose-SAM (``vit_sam.Transformer()`` in 4.0-4.1, ``vit.CPSAM(dtype=float32)`` from 4.2; ViT-L,
-    random init) without calling ``__init__``. ``seed`` seeds torch for the weights.
+    3.x: ``CellposeModel(pretrained_model=False, diam_mean=17., nchan=nchan)`` (the nuclei CPnet at
+    ``nchan`` input channels, default 2). 4.x: ``CellposeModel`` insists on weights, so the model object
+    is assembled around Cellpose-SAM (``vit_sam.Transformer()`` in 4.0-4.1, ``vit.CPSAM(dtype=float32)``
+    from 4.2; ViT-L, random init) without calling ``__init__``; it takes 3 channels, so another
+    ``nchan`` raises NotImplementedError. ``seed`` seeds torch for the weights.
     """
     import torch
 
     torch.manual_seed(seed)
-    return adapter().random_model(torch_device(device))
+    return adapter().random_model(torch_device(device), nchan)
+
+
+def input_channels() -> int | None:
+    """Input channels the version's architecture takes whatever the model (4.x: 3), or None when a
+    model may have any number (3.x: ``nchan``)."""
+    return adapter().fixed_nchan
 
 
 # --------------------------------------------------------------------------------------------

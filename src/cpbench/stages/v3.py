@@ -41,6 +41,8 @@ class Cellpose3:
     runs_cpnet = True
     #: version-specific keyword arguments of ``CellposeModel.eval`` (3.x: nuclear channel only)
     eval_extra: dict[str, Any] = {"channels": None}
+    #: input channels every model of the version takes (None: a CPnet's own ``nchan``)
+    fixed_nchan: int | None = None
     #: what ``random_model`` builds
     random_architecture = "CPnet nuclei architecture (nbase [2, 32, 64, 128, 256], 3 outputs), random weights"
 
@@ -108,17 +110,18 @@ class Cellpose3:
 
         return np.asarray(dynamics.masks_to_flows(labels, device=torch_device(device)))
 
-    def random_model(self, device: Any) -> Any:
+    def random_model(self, device: Any, nchan: int | None = None) -> Any:
         from cellpose import models
 
         return models.CellposeModel(
-            pretrained_model=False, diam_mean=17.0, nchan=2, device=device, gpu=device.type == "cuda"
+            pretrained_model=False, diam_mean=17.0, nchan=2 if nchan is None else nchan, device=device,
+            gpu=device.type == "cuda",
         )
 
     def eval(
         self, model: Any, img: np.ndarray, diameter: float | None, flow_threshold: float, cellprob_threshold: float,
         min_size: int, niter: int | None, bsize: int | None, tile_overlap: float, batch_size: int, augment: bool,
-        tile_norm_blocksize: int, lowhigh: tuple[float, float] | None = None,
+        tile_norm_blocksize: int, lowhigh: tuple[float, float] | None = None, resample: bool = True,
     ) -> np.ndarray:
         norm: dict[str, Any] = {"tile_norm_blocksize": tile_norm_blocksize}
         if lowhigh is not None:
@@ -132,7 +135,8 @@ class Cellpose3:
         masks = model.eval(
             img, diameter=diameter, flow_threshold=flow_threshold, cellprob_threshold=cellprob_threshold,
             min_size=min_size, bsize=self.bsize if bsize is None else bsize, tile_overlap=tile_overlap,
-            batch_size=batch_size, augment=augment, niter=niter, normalize=norm, **self.eval_extra,
+            batch_size=batch_size, augment=augment, niter=niter, normalize=norm, resample=resample,
+            **self.eval_extra,
         )[0]
         return np.asarray(masks)
 

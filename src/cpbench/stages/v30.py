@@ -114,9 +114,9 @@ class Cellpose30(Cellpose3):
     def eval(
         self, model: Any, img: np.ndarray, diameter: float | None, flow_threshold: float, cellprob_threshold: float,
         min_size: int, niter: int | None, bsize: int | None, tile_overlap: float, batch_size: int, augment: bool,
-        tile_norm_blocksize: int, lowhigh: tuple[float, float] | None = None,
+        tile_norm_blocksize: int, lowhigh: tuple[float, float] | None = None, resample: bool = True,
     ) -> np.ndarray:
         if batch_size != 8:  # 3.0's _run_cp does not pass eval's batch_size on to run_net
             raise NotImplementedError("cellpose 3.0's eval runs 8 tiles per pass whatever batch_size says")
         return super().eval(model, img, diameter, flow_threshold, cellprob_threshold, min_size, niter, bsize,
-                            tile_overlap, batch_size, augment, tile_norm_blocksize, lowhigh)
+                            tile_overlap, batch_size, augment, tile_norm_blocksize, lowhigh, resample)

@@ -45,6 +45,7 @@ class Cellpose4(Cellpose3):
     builtin_weights: dict[str, str] = {"cpsam": "cpsam"}
     runs_cpnet = False
     eval_extra: dict[str, Any] = {}  # no channels argument any more
+    fixed_nchan: int | None = 3  # Cellpose-SAM: the first 3 channels of any input
     random_architecture = "Cellpose-SAM architecture (ViT-L encoder), random weights"
     #: 4.0.x: ``eval`` resizes the image before it normalizes it
     resize_before_normalize = True
@@ -115,7 +116,9 @@ class Cellpose4(Cellpose3):
         except ImportError as e:  # segment_anything missing
             raise NotImplementedError(f"cannot build a random cellpose 4.x network: {e}") from e
 
-    def random_model(self, device: Any) -> Any:
+    def random_model(self, device: Any, nchan: int | None = None) -> Any:
+        if nchan is not None and nchan != self.fixed_nchan:
+            raise NotImplementedError(f"cellpose 4.x's Cellpose-SAM takes {self.fixed_nchan} input channels, not {nchan}")
         from cellpose import models
 
         net, backbone = self._network()
