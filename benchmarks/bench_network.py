@@ -3,6 +3,7 @@
 from cpbench import stages as _cs
 from cpbench.measure import inputs as _in
 from cpbench.measure import probes as _probes
+from cpbench.measure import studies as _studies
 from cpbench.measure import suite as _b
 
 
@@ -37,3 +38,18 @@ class Network(_b.DeviceStage):
 
 
 NetworkGPUMemory = _b.gpu_memory(Network, "NetworkGPUMemory")
+
+
+class InputChannels(_studies.ChannelStudy):
+    """Stage 5 with a CPnet of ``nchan`` input channels (random weights: time and memory only) on the first
+    ``nchan`` channels of the synthetic slide, normalized, unrescaled (measure.studies)."""
+
+    def prepare(self, size, device, nchan) -> None:
+        super().prepare(size, device, nchan)
+        self.x = _cs.normalize(self.stack.astype("float32"), inplace=True)
+
+    def run(self):
+        return _cs.run_network(self.model, self.x)
+
+
+InputChannelsGPUMemory = _b.gpu_memory(InputChannels, "InputChannelsGPUMemory")

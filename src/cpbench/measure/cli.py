@@ -19,11 +19,13 @@ def register(sub: Any) -> None:
         description="Run a subset of the full grids (CPBENCH_FULL=1) with asv run --bench naming the exact "
         "combinations: 'scaling' = every stage at --sizes, other parameters at their defaults; 'params' = every "
         "stage at --size with one parameter off its default; 'density' = the stages that take a dataset on the "
-        "synthetic slide at four cell densities (bare, sparse, typical, packed) at --sizes (default 256,512,1024). "
+        "synthetic slide at four cell densities (bare, sparse, typical, packed) at --sizes (default 256,512,1024); "
+        "'fast' = whole-image eval at each of Cellpose's fast settings with its AP@0.5 (default sizes 256,512); "
+        "'channels' = the network and eval with a CPnet of 1, 2, 3, 4 and 8 input channels (default 256,512,1024). "
         "Synthetic data, reference model, CPU (--device). "
         "Results go to --results-dir (asv.sweep.json, a copy of asv.conf.json, points asv there); "
         "cpbench report reads them.")
-    p.add_argument("kind", choices=["scaling", "params", "density"])
+    p.add_argument("kind", choices=["scaling", "params", "density", "fast", "channels"])
     p.add_argument("--sizes", default=None,
                    help="scaling: crop sides in pixels or 'full' (the 3138 x 2509 frame), comma-separated "
                         "(default 256,512,1024,2048,4096,full; 8192 takes ~20 min a network call on 2 cores)")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from cpbench.measure import sweep
 
     sizes = ([s.strip() for s in args.sizes.split(",") if s.strip()] if args.sizes
-             else sweep.DENSITY_SIZES if args.kind == "density" else sweep.SCALING_SIZES)
+             else sweep.KIND_SIZES.get(args.kind, sweep.SCALING_SIZES))
     bad = [s for s in sizes if not (s.isdigit() or s == "full")]
     if bad:
         raise UserError(f"--sizes must be pixels or 'full', got {', '.join(bad)}")
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from cpbench.measure.suite import PREPARE_SIZES_ENV
 
-    prepare = sizes if args.kind in ("scaling", "density") else [args.size]  # setup_cache makes these inputs, not 8192's
+    prepare = [args.size] if args.kind == "params" else sizes  # setup_cache makes these inputs, not 8192's
     env = {**os.environ, "CPBENCH_FULL": "1" if full else "", PREPARE_SIZES_ENV: ",".join(prepare)}
     subprocess.run([sys.executable, "-m", "asv", "--config", str(conf), "machine", "--yes"], env=env,
                    check=True, stdout=subprocess.DEVNULL)

@@ -171,6 +171,31 @@ def load_crop(dataset: str, size: str) -> tuple[np.ndarray, np.ndarray | None]:
     return img, (tifffile.imread(lab_path) if lab_path is not None else None)
 
 
+def channel_stack(dataset: str, size: str, nchan: int) -> np.ndarray:
+    """The first ``nchan`` channels of the slide (the synthetic slide, or a fetched challenge image), the
+    centred crop of ``size``, as ``(Y, X, nchan)`` uint16 (channel 0 the nuclear stain). Read in the
+    benchmark's setup (never timed); NotImplementedError (asv: skip) for a density variant (rendered one
+    channel at a time), a crop larger than the frame or more channels than the slide has."""
+    import tifffile as tf
+
+    from cpbench.stages import read_region
+
+    if is_synthetic(dataset) and dataset != SYNTHETIC:
+        raise NotImplementedError(f"skipped: {dataset} is rendered per crop, one channel; the channel study "
+                                  f"reads the {SYNTHETIC} slide")
+    src = synthetic_slide() if dataset == SYNTHETIC else real_image(dataset)
+    fy, fx = frame_shape(dataset)
+    h, w = crop_shape(dataset, size)
+    if h > fy or w > fx:
+        raise NotImplementedError(f"skipped: a {size} px crop is larger than the {fy} x {fx} slide")
+    with tf.TiffFile(src) as t:
+        channels = t.series[0].shape[0]
+    if nchan > channels:
+        raise NotImplementedError(f"skipped: {dataset} has {channels} channels, fewer than {nchan}")
+    y0, x0 = _centre((fy, fx), (h, w))
+    return np.stack([read_region(src, c, y0, x0, h, w) for c in range(nchan)], axis=-1)
+
+
 def _key(**parts: Any) -> str:
     """Cache key of an input. Not the Cellpose release: inputs are data, made once by the first
     release that needs them and shared by every release asv measures (they all read the same

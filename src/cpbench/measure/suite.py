@@ -93,12 +93,41 @@ FLOW_SOURCES = ["network", "ground_truth"]
 COMPRESSIONS = grid(["none", "zlib"], ["none", "zlib", "zstd", "lzw"])
 TILE_NORMS = grid([0], [0, 256])
 
+#: Cellpose's fast settings (question 4 of the challenge): name -> what ``eval`` gets that differs from its
+#: defaults (``stages.eval_end_to_end``'s keywords). Each knob alone, then the knobs Cellpose documents as
+#: speed-for-accuracy trades together (``fast``: no resampling, the fewest tile overlap 3.x allows, half the
+#: iterations) and with one network tile per batch (the CPU's best batch in the parameter sweep).
+FAST_SETTINGS: dict[str, dict[str, object]] = {
+    "default": {},
+    "resample_off": {"resample": False},
+    "niter_100": {"niter": 100},
+    "niter_50": {"niter": 50},
+    "overlap_0.05": {"tile_overlap": 0.05},
+    "augment": {"augment": True},
+    "batch_1": {"batch_size": 1},
+    "batch_32": {"batch_size": 32},
+    "bsize_256": {"bsize": 256},
+    "fast": {"resample": False, "tile_overlap": 0.05, "niter": 100},
+    "fast_batch_1": {"resample": False, "tile_overlap": 0.05, "niter": 100, "batch_size": 1},
+}
+SETTINGS = grid(["default", "fast"], list(FAST_SETTINGS))
+#: input channels of the CPnet in the channel study (question 5): 2 is the nuclei model's
+NCHANS = grid([2, 4], [1, 2, 3, 4, 8])
+#: trained models of the fast-settings study (random weights find no nuclei: no accuracy to trade)
+STUDY_MODELS = grid(["reference"], ["reference", "nuclei", "cpsam"])
+#: sizes of the two studies (fast settings, channels); the quick grid runs them at 256 px only
+STUDY_SIZES = grid(["256"], SIZES)
+
 #: each parameter's default value, as asv writes it (quotes removed): the value a stage is shown at
 #: when another parameter or the size varies (tables, sweeps, report)
 PARAM_DEFAULTS = {"dataset": "synthetic", "model": "reference", "bsize": "default", "batch_size": "8",
                   "tile_overlap": "0.1", "augment": "False", "niter": "200", "cellprob_threshold": "0.0",
                   "flow_threshold": "0.4", "min_size": "15", "flows": "network", "tile_norm_blocksize": "0",
-                  "diameter": "13.0", "compression": "zlib", "block": "2048"}
+                  "diameter": "13.0", "compression": "zlib", "block": "2048",
+                  "setting": "default", "nchan": "2"}
+#: parameters a study varies (its own sweep kind, cpbench sweep fast / channels): the scaling and
+#: parameter sweeps leave the classes that have one out
+STUDY_PARAMS = {"setting": "fast", "nchan": "channels"}
 
 
 def asv_value(v: str) -> str:

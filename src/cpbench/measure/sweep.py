@@ -27,12 +27,18 @@ from itertools import product
 from pathlib import Path
 
 from cpbench.errors import UserError
-from cpbench.measure.suite import PARAM_DEFAULTS, asv_value
+from cpbench.measure.suite import PARAM_DEFAULTS, STUDY_PARAMS, asv_value
 
 #: sizes of the scaling sweep (pixels per side, or the whole frame): the quick grid's and beyond
 SCALING_SIZES = ["256", "512", "1024", "2048", "4096", "full"]
 #: sizes of the density sweep: three, to see whether density's effect grows with the image
 DENSITY_SIZES = ["256", "512", "1024"]
+#: sizes of the fast-settings sweep (11 settings x 4 eval calls a size)
+FAST_SIZES = ["256", "512"]
+#: sizes of the channel sweep: three, to see whether a channel's cost grows with the image
+CHANNEL_SIZES = ["256", "512", "1024"]
+#: each sweep kind's default sizes
+KIND_SIZES = {"scaling": SCALING_SIZES, "density": DENSITY_SIZES, "fast": FAST_SIZES, "channels": CHANNEL_SIZES}
 #: the size of the parameter sweep
 PARAMS_SIZE = "1024"
 #: parameters held at one value in both sweeps (what is measured, not how)
@@ -77,6 +83,13 @@ def _fixed_ok(names: list[str], combo: Sequence[str]) -> bool:
     return all(asv_value(v) == FIXED[n] for n, v in zip(names, combo) if n in FIXED)
 
 
+def _study_ok(names: list[str], combo: Sequence[str], sizes: Sequence[str]) -> bool:
+    """Every parameter but the study's own at its default, the size among ``sizes``."""
+    plain = {n: asv_value(v) for n, v in zip(names, combo)}
+    return plain.get("size") in sizes and all(
+        plain[n] == PARAM_DEFAULTS[n] for n in names if n in PARAM_DEFAULTS and n not in STUDY_PARAMS)
+
+
 def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]],
                  sizes: Sequence[str] = SCALING_SIZES, size: str = PARAMS_SIZE) -> dict[str, list[tuple[str, ...]]]:
     """The parameter combinations (asv's ``repr`` strings) of each class that sweep ``kind`` runs.
@@ -85,13 +98,26 @@ def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]
     ``params``: size ``size`` (or no size parameter), at most one swept parameter off its default
     (the all-default combination is the baseline the others are compared with).
     ``density``: every synthetic density (inputs.DENSITIES) at each size in ``sizes`` (default
-    :data:`DENSITY_SIZES`), the rest at defaults."""
-    if kind not in ("scaling", "params", "density"):
-        raise UserError(f"unknown sweep {kind!r}: choose scaling, params or density")
+    :data:`DENSITY_SIZES`), the rest at defaults.
+    ``fast`` / ``channels``: the classes of that study (suite.STUDY_PARAMS: a ``setting`` / ``nchan``
+    parameter), every value of it at each size in ``sizes``, the rest at defaults; the other kinds leave
+    these classes out."""
+    if kind not in KIND_SIZES and kind != "params":
+        raise UserError(f"unknown sweep {kind!r}: choose scaling, params, density, fast or channels")
     from cpbench.measure.inputs import DENSITIES
 
     chosen: dict[str, list[tuple[str, ...]]] = {}
     for cls, (names, values) in sorted(classes.items()):
+        study = [n for n in names if n in STUDY_PARAMS]
+        if kind in STUDY_PARAMS.values():
+            if not study or STUDY_PARAMS[study[0]] != kind:
+                continue
+            picked = [combo for combo in product(*values) if _fixed_ok(names, combo) and _study_ok(names, combo, sizes)]
+            if picked:
+                chosen[cls] = picked
+            continue
+        if study:
+            continue  # measured by its own sweep kind
         if kind in ("scaling", "density") and ("size" not in names or (kind == "density" and "dataset" not in names)):
             continue
         if kind == "params" and not any(n in PARAM_DEFAULTS and n not in FIXED for n in names):
