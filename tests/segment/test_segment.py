@@ -103,6 +103,21 @@ def test_seam_report_counts_every_seam(segmented: tuple[Path, Path]) -> None:
     assert [b["index"] for b in blocks] == [[r, c] for r in range(3) for c in range(3)]
     assert sum(b["objects"] for b in blocks) == doc["outcome"]["objects"] and all(b["seconds"] > 0 for b in blocks)
     assert blocks[4]["read"] == [256 + 2 * 26, 256 + 2 * 26]  # the middle block reads its overlap on every side
+    peaks = {b["pid"]: b["worker_peak_bytes"] for b in blocks}
+    assert len(peaks) == 2 and all(p > 200e6 for p in peaks.values())  # torch + Cellpose in each worker
+    assert doc["peak_bytes"]["workers"] == sum(peaks.values()) and doc["peak_bytes"]["client"] > 100e6
+
+
+def test_the_report_reads_the_seam_report(segmented: tuple[Path, Path]) -> None:
+    from cpbench.report.recorded import load_seam_report, segment_section
+
+    out, _ = segmented
+    run = load_seam_report(out.with_name("labels.seams.json"))
+    assert (run.shape, run.blocks, run.workers, len(run.block_seconds)) == (SHAPE[1:], 9, 2, 9)
+    sec = segment_section([run], [])
+    assert sec.table is not None and sec.table[1][:5] == ["labels", "0.4", "256", "9", "2"]
+    assert f"{SHAPE[1]} x {SHAPE[2]} px (0.4 MP) in 9 blocks of 256 px on 2 worker(s)" in sec.statements[0]
+    assert "the workers' peak together at most" in sec.statements[0] and not sec.missing
 
 
 def test_an_existing_scheduler_runs_the_same_work(slide: Path, segmented: tuple[Path, Path],

@@ -214,7 +214,13 @@ def write_seam_report(path: Path, plan: tasks.Plan, outcome: Outcome, res: Resol
         "device": plan.device, "eval": dict(plan.eval_kw), "outcome": asdict(outcome), "split": res.split,
         "cut_kept": sum(res.cut_kept.values()),
         "blocks": [{"index": idx(d.index), "seconds": round(d.seconds, 3), "objects": d.objects, "empty": d.empty,
-                    "resumed": d.resumed, "read": list(plan.grid.at(*d.index).read_shape)} for d in done or []],
+                    "resumed": d.resumed, "read": list(plan.grid.at(*d.index).read_shape), "pid": d.pid,
+                    "worker_peak_bytes": d.peak_bytes} for d in done or []],
+        # peaks, bytes: each worker's high-water mark (the largest its blocks saw), summed over the workers
+        # (an upper bound of their peak together), and this process's (the client: seams, write)
+        "peak_bytes": {"workers": sum(max((d.peak_bytes for d in done or [] if d.pid == pid), default=0)
+                                      for pid in {d.pid for d in done or []}),
+                       "client": tasks.process_peak_bytes()},
         "seams": [{"a": idx(s.a), "b": idx(s.b), "matched": s.matched, "merged": s.merged, "rescued": s.rescued,
                    "dropped": s.dropped, "duplicated": s.duplicated} for s in res.seams],
     }

@@ -117,7 +117,8 @@ def worker_model(name: str, device: str) -> Any:
 
 @dataclass(frozen=True)
 class BlockDone:
-    """A block's outcome: objects found, skipped as empty, resumed from an earlier run, seconds."""
+    """A block's outcome: objects found, skipped as empty, resumed from an earlier run, seconds, and the
+    peak resident memory of the worker process that ran it so far, bytes (its high-water mark)."""
 
     index: Index
     objects: int
@@ -125,6 +126,14 @@ class BlockDone:
     resumed: bool
     seconds: float
     pid: int
+    peak_bytes: int = 0
+
+
+def process_peak_bytes() -> int:
+    """This process's peak resident set so far, bytes (Linux ``ru_maxrss`` is in KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def load_table(plan: Plan, idx: Index) -> tuple[Objects, bool]:
@@ -151,7 +160,7 @@ def _segment(plan: Plan, idx: Index) -> BlockDone:
     start = time.perf_counter()
     if plan.table_path(idx).exists():
         t, empty = load_table(plan, idx)
-        return BlockDone(idx, len(t.ids), empty, True, 0.0, os.getpid())
+        return BlockDone(idx, len(t.ids), empty, True, 0.0, os.getpid(), process_peak_bytes())
     blk = plan.grid.at(*idx)
     img = read_block(plan, blk.read)
     empty = bool(img.max(initial=0) < plan.empty_below)
@@ -167,7 +176,8 @@ def _segment(plan: Plan, idx: Index) -> BlockDone:
         _store(plan, "labels.zarr")[idx[0], idx[1], :h, :w] = labels
     t = measure_objects(labels, blk, plan.shape)
     save_npz(plan.table_path(idx), ids=t.ids, area=t.area, cy=t.cy, cx=t.cx, cut=t.cut, empty=np.array(empty))
-    return BlockDone(idx, len(t.ids), empty, False, time.perf_counter() - start, os.getpid())
+    return BlockDone(idx, len(t.ids), empty, False, time.perf_counter() - start, os.getpid(),
+                     process_peak_bytes())
 
 
 def _stored_labels(plan: Plan, idx: Index) -> np.ndarray:
