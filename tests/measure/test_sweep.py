@@ -17,6 +17,9 @@ CLASSES = {
                      ["1", "8", "32"], ["False", "True"]]),
     "bench_x.Write": (["size", "compression"], [["'1024'", "'4096'"], ["'none'", "'zlib'"]]),
     "bench_x.Read": (["dataset", "method"], [["'synthetic'"], ["'a'", "'b'"]]),
+    "bench_x.Fast": (["size", "device", "model", "setting"], [["'256'", "'512'", "'1024'"], ["'cpu'", "'cuda'"],
+                                                               ["'reference'", "'nuclei'"], ["'default'", "'fast'"]]),
+    "bench_x.Chan": (["size", "device", "nchan"], [["'256'", "'1024'"], ["'cpu'", "'cuda'"], ["1", "2", "8"]]),
 }
 
 
@@ -64,12 +67,26 @@ def test_density_takes_every_synthetic_density_at_each_size_and_nothing_else() -
     }  # Write has no dataset, Read no size; LUNG-1-LN is not a density
 
 
+def test_studies_are_their_own_sweeps() -> None:
+    fast = sweep.combinations("fast", CLASSES, sizes=["256", "512"])
+    assert _selected(sweep.bench_regexes(fast), CLASSES) == {
+        f"bench_x.Fast.time_stage({s}, 'cpu', 'reference', {v})" for s in ("'256'", "'512'") for v in ("'default'", "'fast'")}
+    chan = sweep.combinations("channels", CLASSES, sizes=["1024"])
+    assert _selected(sweep.bench_regexes(chan), CLASSES) == {f"bench_x.Chan.time_stage('1024', 'cpu', {n})" for n in "128"}
+    for kind in ("scaling", "params", "density"):  # the other sweeps leave the study classes out
+        assert not {"bench_x.Fast", "bench_x.Chan"} & set(sweep.combinations(kind, CLASSES, sizes=["256", "1024"]))
+
+
 def test_real_benchmarks_discovered_with_full_grids() -> None:
     classes = sweep.discover(Path(__file__).resolve().parents[2])
     names, values = classes["bench_network.Network"]
     assert names[:3] == ["dataset", "size", "device"] and "'8192'" in values[1] and "'full'" in values[1]
     chosen = sweep.combinations("scaling", classes)
     assert {"bench_network.Network", "bench_eval.EndToEnd", "bench_masks.MaskRecovery"} <= set(chosen)
+    assert not {"bench_eval.FastSettings", "bench_network.InputChannels"} & set(chosen)
+    assert len(sweep.combinations("fast", classes)["bench_eval.FastSettings"]) == 2 * 11  # 256, 512 x 11 settings
+    assert {k: len(v) for k, v in sweep.combinations("channels", classes).items()} == {
+        "bench_eval.EndToEndChannels": 15, "bench_network.InputChannels": 15}  # 3 sizes x 5 counts
     blockwise = chosen.pop("bench_segment.Blockwise")  # sizes from 2048 px: 2048 and 4096 of the defaults
     assert len(blockwise) == 2 and all(len(c) == 6 for c in chosen.values())  # 256 ... 4096 and the whole frame
 

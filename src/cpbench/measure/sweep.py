@@ -91,7 +91,7 @@ def _study_ok(names: list[str], combo: Sequence[str], sizes: Sequence[str]) -> b
 
 
 def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]],
-                 sizes: Sequence[str] = SCALING_SIZES, size: str = PARAMS_SIZE) -> dict[str, list[tuple[str, ...]]]:
+                 sizes: Sequence[str] | None = None, size: str = PARAMS_SIZE) -> dict[str, list[tuple[str, ...]]]:
     """The parameter combinations (asv's ``repr`` strings) of each class that sweep ``kind`` runs.
 
     ``scaling``: size in ``sizes``, the rest at defaults; classes without a size are left out.
@@ -104,6 +104,8 @@ def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]
     these classes out."""
     if kind not in KIND_SIZES and kind != "params":
         raise UserError(f"unknown sweep {kind!r}: choose scaling, params, density, fast or channels")
+    if sizes is None:  # each kind's own (KIND_SIZES)
+        sizes = KIND_SIZES.get(kind, SCALING_SIZES)
     from cpbench.measure.inputs import DENSITIES
 
     chosen: dict[str, list[tuple[str, ...]]] = {}
