@@ -56,16 +56,18 @@ bench: setup $(SLIDE) $(HISTORY)/.git
 	$(BIN)/cpbench offline-site --html .asv/html --vendor $(SITE_VENDOR)
 	$(BIN)/cpbench report
 
-# the committed example (reports/example/): the asv results of this machine's runs (.asv/results and
-# .asv/results-sweep) copied beside it with the release name of each commit, and the report regenerated
+# the committed example (reports/example/): the asv results of this machine's runs (every .asv/results*:
+# the quick suite's and the sweeps') copied beside it with the release name of each commit, and the report regenerated
 # from those copies. Only this target writes there; tests/report/test_example.py checks the regeneration.
 EXAMPLE := reports/example
 example: setup
-	@[ -d .asv/results ] || [ -d .asv/results-sweep ] || { echo "make example: no asv results in .asv/results or .asv/results-sweep; run make demo or a cpbench sweep first"; exit 1; }
-	for d in results results-sweep; do [ ! -d .asv/$$d ] || { rm -rf $(EXAMPLE)/$$d && cp -r .asv/$$d $(EXAMPLE)/$$d; }; done
-	for d in $(EXAMPLE)/results $(EXAMPLE)/results-sweep; do [ ! -d $$d ] || \
+	@ls -d .asv/results* > /dev/null 2>&1 || { echo "make example: no asv results in .asv/results*; run make demo or a cpbench sweep first"; exit 1; }
+	for d in .asv/results*/; do d=$${d%/}; rm -rf $(EXAMPLE)/$${d#.asv/} && cp -r $$d $(EXAMPLE)/$${d#.asv/}; done
+	for d in $(EXAMPLE)/results*/; do \
 	  $(BIN)/python -c "import sys; from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path(sys.argv[1]))" $$d; done
-	$(BIN)/cpbench report $$(for d in $(EXAMPLE)/results $(EXAMPLE)/results-sweep; do [ ! -d $$d ] || echo --results $$d; done) --out $(EXAMPLE)
+	$(BIN)/cpbench report $$(for d in $(EXAMPLE)/results*/; do echo --results $${d%/}; done) \
+	  $$(for f in $(EXAMPLE)/segment/*.seams.json; do [ ! -f $$f ] || echo --seams $$f; done) \
+	  $$([ ! -d $(EXAMPLE)/profiles ] || echo --profiles $(EXAMPLE)/profiles) --out $(EXAMPLE)
 
 # pytest in two passes: the tests that measure nothing on two workers (pytest-xdist; a file's tests stay
 # on one worker, so its fixtures are built once), then those marked serial (asv timings and memory
@@ -120,7 +122,8 @@ test-synapse-min:
 CELLPOSE4 ?= 4.2.1.1
 CP4_VENV  := .venv-cellpose4
 test-cellpose4: $(CP4_VENV)/.installed
-	PYTHONPATH=src $(CP4_VENV)/bin/python -m pytest -p no:cacheprovider tests/stages tests/models tests/measure/test_identities.py
+	PYTHONPATH=src $(CP4_VENV)/bin/python -m pytest -p no:cacheprovider tests/stages tests/models tests/measure/test_identities.py \
+	  tests/optimize/test_flow_qc.py
 
 $(CP4_VENV)/.installed: benchmarks/requirements.txt
 	$(PYTHON) tools/free_space.py $(CP4_VENV) 7 "$(CP4_VENV) (torch's CUDA build and Cellpose 4: about 5.5 GB)"

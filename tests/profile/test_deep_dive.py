@@ -93,6 +93,18 @@ def test_html_opens_offline(runs: dict[str, Path], browser: Any, tmp_path: Path)
     assert (tmp_path / "profile.png").stat().st_size > 10_000
 
 
+def test_the_report_quotes_the_costliest_line(runs: dict[str, Path]) -> None:
+    from cpbench.report.recorded import load_profile, profile_folders, profile_section
+
+    folders = profile_folders([runs["follow_flows"].parent])
+    assert set(folders) == set(runs.values())  # every run folder under the parent, nothing else
+    prof = load_profile(runs["follow_flows"])
+    top = max(json.loads((runs["follow_flows"] / "summary.json").read_text())["lines"], key=lambda ln: ln["cpu"])
+    sec = profile_section([prof])
+    assert prof.params["size"] == "256" and prof.seconds > 0
+    assert f"{top['where']} `{top['text'][:80]}`" in sec.statements[0] and sec.table is not None
+
+
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 

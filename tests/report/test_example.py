@@ -19,9 +19,12 @@ def _stable(text: str) -> list[str]:
 
 
 def test_the_example_report_regenerates_from_its_committed_results(tmp_path: Path) -> None:
-    dirs = [d for d in ("results", "results-sweep") if (EXAMPLE / d / "benchmarks.json").is_file()]
+    # the arguments make example gives: every results* folder, the seam reports, the deep-dives
+    dirs = sorted(d.name for d in EXAMPLE.glob("results*/") if (d / "benchmarks.json").is_file())
     assert dirs, "reports/example holds no asv results: run make example"
     args = [a for d in dirs for a in ("--results", f"reports/example/{d}")]
+    args += [a for f in sorted(EXAMPLE.glob("segment/*.seams.json")) for a in ("--seams", str(f.relative_to(ROOT)))]
+    args += ["--profiles", "reports/example/profiles"] if (EXAMPLE / "profiles").is_dir() else []
     res = subprocess.run([sys.executable, "-m", "cpbench.cli", "report", *args, "--out", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
@@ -55,3 +58,22 @@ def test_the_example_names_its_commits_without_the_history(tmp_path: Path) -> No
     assert names and all(v.startswith("v") for v in names.values())
     guidelines = (EXAMPLE / "guidelines.md").read_text()
     assert all(f"{v} ({c[:7]})" in guidelines for c, v in names.items())
+
+
+def test_the_quick_report_agrees_with_the_full_one(tmp_path: Path) -> None:
+    """The newcomer's quick-run report (make demo's results alone) and the committed full report state the
+    same bottleneck, and where the quick one gives no scaling law it gives no projection either."""
+    quick = subprocess.run([sys.executable, "-m", "cpbench.cli", "report", "--results", "reports/example/results",
+                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert quick.returncode == 0, quick.stderr
+    q_md, f_md = (tmp_path / "guidelines.md").read_text(), (EXAMPLE / "guidelines.md").read_text()
+
+    def answer(md: str, n: int) -> str:
+        return next(line for line in md.splitlines() if line.startswith(f"- ({n})"))
+
+    def top(md: str) -> str:
+        return answer(md, 1).split("% of the summed stage time")[0].split(", ")[-1].rsplit(" takes ", 1)[0]
+
+    assert top(q_md) == top(f_md) == "the model"
+    if "no scaling law" in answer(q_md, 2):
+        assert " h (" not in answer(q_md, 2)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpbench.fetch.catalogue import IMAGES
-from cpbench.report import changes, density
+from cpbench.report import changes, density, studies
 from cpbench.report.changes import stage_name
 from cpbench.report.evidence import NOISE, extrapolation_note, law_gap, samples_summary
 from cpbench.report.findings import MIN_EFFECT, Finding
@@ -222,6 +222,50 @@ def device_findings(rows: list[Row]) -> list[Finding]:
     return out
 
 
+def study_findings(rows: list[Row], model: SlideModel, ctx: Context) -> list[Finding]:
+    """What each fast setting does to whole-image eval (time, accuracy) at the largest size of the study, and
+    what each input-channel count does to the network, where not within noise."""
+    out = []
+    fast = studies.fast_settings(rows, model.device)
+    if fast:
+        size = max(fast, key=lambda s: side_px(s))
+        for st in fast[size][1:]:
+            if st.time.verdict == NOISE:
+                continue
+            ap = (f", AP@0.5 {st.ap_default:.3f} -> {st.ap:.3f}" if st.ap is not None and st.ap_default is not None
+                  else "")
+            out.append(Finding(
+                claim=f"Cellpose's {st.name} ({studies.describe_setting(st.name)}) makes whole-image eval "
+                      f"x{st.time.ratio:.2f} as long at {size} px{ap} ({st.time.verdict}).",
+                kind="parameter", effects=model.effects(END_TO_END, st.time.ratio, side_px(size)),
+                conditions=_conditions(ctx, model.device, model, studies.FAST_STAGE),
+                evidence=f"{studies.FAST_STAGE}.time_stage and track_ap50, setting={st.name} against default; "
+                         f"{studies.FAST_COMMAND}",
+                confidence=_confidence(model, f"{st.time.verdict}: {st.time.basis}")))
+    for c in studies.channel_costs(rows, model.device):
+        if c.stage != "bench_network.InputChannels" or c.size != max(
+                (x.size for x in studies.channel_costs(rows, model.device) if x.stage == c.stage), key=side_px):
+            continue
+        for n, j in sorted(c.against_two.items()):
+            if j.verdict == NOISE:
+                continue
+            out.append(Finding(
+                claim=f"A CPnet of {n} input channels takes x{j.ratio:.2f} the network time of 2 channels at "
+                      f"{c.size} px ({j.verdict}).", kind="parameter",
+                effects=model.effects("bench_network.Network", j.ratio, side_px(c.size)),
+                conditions=_conditions(ctx, model.device, model, c.stage),
+                evidence=f"{c.stage}.time_stage, nchan={n} against 2; {studies.CHANNEL_COMMAND}",
+                confidence=_confidence(model, f"{j.verdict}: {j.basis}")))
+    return out
+
+
+def side_px(size: str) -> int:
+    """Pixels of a crop side (``"512"``) or the full frame."""
+    from cpbench.report.select import pixels
+
+    return pixels({"size": size}) or 0
+
+
 def findings(snap_rows: list[Row], machine_rows: list[Row], names: dict[str, str], ctx: Context,
              device: str = "cpu") -> list[Finding]:
     """Every finding of one snapshot (its cost models) and the machine's parameter and history runs."""
@@ -229,6 +273,7 @@ def findings(snap_rows: list[Row], machine_rows: list[Row], names: dict[str, str
     return (stage_findings(model, ctx) + parameter_findings(machine_rows, model, ctx)
             + history_findings(machine_rows, names, model, ctx) + memory_findings(model, ctx)
             + (density_findings(machine_rows, ctx) if device == "cpu" else [])
+            + study_findings(machine_rows, model, ctx)
             + device_findings(machine_rows))
 
 

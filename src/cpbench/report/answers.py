@@ -11,8 +11,7 @@ input channels. Units: seconds, MB = 1e6 bytes, GB = 1e9 bytes, MP = 1e6 pixels.
 from __future__ import annotations
 
 from cpbench.fetch.catalogue import IMAGES
-from cpbench.measure.suite import PARAM_DEFAULTS
-from cpbench.report import changes, density
+from cpbench.report import changes, density, studies
 from cpbench.report.advice import GROUPS, Context
 from cpbench.report.document import Section
 from cpbench.report.evidence import (
@@ -124,12 +123,16 @@ def _q3(rows: list[Row]) -> tuple[str, list[str]]:
 
 
 def _q4(rows: list[Row], device: str) -> tuple[str, list[str]]:
+    study = studies.fast_answer(rows, device)
+    if study is not None:
+        return study, []
     effects = [e for e in changes.largest_size(changes.parameter_effects(rows)) if e.time is not None
                and e.param in FAST and e.device == device]
     measured = sorted({e.param for e in effects})
     unmeasured = [p for p in FAST if p not in measured]
     if not effects:
-        return (f"(4) Fast settings ({device}): not measured in these results.", _fast_missing(list(FAST)))
+        return (f"(4) Fast settings ({device}): not measured in these results.",
+                [f"question 4: {studies.FAST_COMMAND}"])
     parts = []
     for e in sorted(effects, key=lambda e: e.time.ratio):  # type: ignore[union-attr]
         ap = f", AP@0.5 {e.ap[0]:.3f} -> {e.ap[1]:.3f}" if e.ap else ", accuracy not measured on this stage"
@@ -141,28 +144,22 @@ def _q4(rows: list[Row], device: str) -> tuple[str, list[str]]:
         text += " Faster with AP@0.5 within 0.01: " + ", ".join(f"{e.param}={e.value}" for e in keep) + "."
     if unmeasured:
         text += f" Not measured: {', '.join(unmeasured)}."
-    return text, _fast_missing(unmeasured)
-
-
-def _fast_missing(unmeasured: list[str]) -> list[str]:
-    """What would measure the fast settings not measured: the parameter sweep, or nothing yet."""
-    swept = [p for p in unmeasured if p in PARAM_DEFAULTS]
-    absent = [p for p in unmeasured if p not in PARAM_DEFAULTS]
-    return ([f"question 4 ({', '.join(swept)}): cpbench sweep params"] if swept else []) + \
-        ([f"question 4 ({', '.join(absent)}): not a parameter of this version of the suite's benchmarks"] if absent else [])
+    return text, [f"question 4 (all settings side by side with their accuracy): {studies.FAST_COMMAND}"]
 
 
 def _q5(rows: list[Row], device: str) -> tuple[str, list[str]]:
     effects = [e for e in changes.largest_size(changes.parameter_effects(rows)) if e.time is not None
                and e.param == "model" and e.device == device]
-    missing = ["question 5 (input channels): a channel-count parameter of the network benchmarks "
-               "(not in this version of the suite)"]
-    if not effects:
-        return ("(5) Models and channels: only one model measured in these results (the reference model); the "
-                "number of input channels was not varied.", missing + ["question 5 (models): cpbench sweep params"])
-    parts = [f"model={e.value}: {changes.stage_name(e.stage)} x{e.time.ratio:.2f} against the reference model at "  # type: ignore[union-attr]
-             f"{e.size} px ({e.time.verdict})" for e in effects]  # type: ignore[union-attr]
-    return "(5) Models: " + "; ".join(parts) + ". The number of input channels was not varied.", missing
+    chan = studies.channel_answer(rows, device)
+    missing = [] if chan else [f"question 5 (input channels): {studies.CHANNEL_COMMAND}"]
+    if effects:
+        models = "(5) Models: " + "; ".join(
+            f"model={e.value}: {changes.stage_name(e.stage)} x{e.time.ratio:.2f} against the reference model at "  # type: ignore[union-attr]
+            f"{e.size} px ({e.time.verdict})" for e in effects) + "."  # type: ignore[union-attr]
+    else:
+        models = "(5) Models: only one model measured in these results (the reference model)."
+        missing.append("question 5 (models): cpbench sweep params")
+    return models + " " + (chan or "The number of input channels was not varied."), missing
 
 
 def answers_section(snap_rows: list[Row], machine_rows: list[Row], ctx: Context, device: str = "cpu") -> Section:

@@ -14,6 +14,7 @@ from cpbench.report.density import density_section
 from cpbench.report.document import Section, write_document
 from cpbench.report.findings import MIN_EFFECT, rank, render
 from cpbench.report.howto import howto_section
+from cpbench.report.recorded import Profile, SegmentRun, profile_section, segment_section
 from cpbench.report.results import Row
 from cpbench.report.select import (
     commit_label,
@@ -23,6 +24,7 @@ from cpbench.report.select import (
     scaling_snapshot,
 )
 from cpbench.report.slide import SlideModel
+from cpbench.report.studies import channel_section, fast_section
 
 
 def machine_info(results_dirs: list[Path], machine: str) -> dict[str, str]:
@@ -46,8 +48,10 @@ def _describe(info: dict[str, str], machine: str) -> str:
 
 
 def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
-                     history_repo: Path = Path("data/cellpose")) -> tuple[Path, Path]:
-    """Write the document and its figures into ``out``; returns (markdown, html) paths."""
+                     history_repo: Path = Path("data/cellpose"),
+                     recorded: tuple[list[SegmentRun], list[Profile]] = ([], [])) -> tuple[Path, Path]:
+    """Write the document and its figures into ``out``; returns (markdown, html) paths. ``recorded``: seam
+    reports of cpbench segment runs and cpbench profile deep-dives to draw beside the asv results."""
     out.mkdir(parents=True, exist_ok=True)
     names = {k: v for d in results_dirs for k, v in saved_commit_names(d).items()} | commit_names(history_repo)
     measured = sum(r.value is not None for r in rows)
@@ -92,5 +96,9 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
     howto = [howto_section(SlideModel(snap_rows, device), _ram(info), label) for device in devices(snap_rows)]
     below = Section(f"Findings below {MIN_EFFECT:.0%} of a run (not guidelines)",
                     statements=[f.claim for f in minor])
+    studies = [sec for device in devices(snap_rows) for sec in (fast_section(machine_rows, out, device),
+                                                                  channel_section(machine_rows, device))]
+    runs = [segment_section(recorded[0], snap_rows, device) for device in devices(snap_rows)]
     return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble,
-                          [*opening, ranked, *howto, *sections, density_section(machine_rows), below])
+                          [*opening, ranked, *howto, *sections, density_section(machine_rows), *studies, *runs,
+                           profile_section(recorded[1]), below])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES
+from cpbench.measure.suite import MEMORY_RESOLUTION_BYTES, STUDY_PARAMS
 from cpbench.report.evidence import Judgement, detection_limits, judge
 from cpbench.report.results import Row
 from cpbench.report.select import (
@@ -67,8 +67,8 @@ def parameter_effects(rows: list[Row]) -> list[ParamEffect]:
     limits = detection_limits(rows)
     by: dict[tuple[str, str, str, str, str], ParamEffect] = {}
     for c in parameter_changes(rows):
-        if c.param == "dataset":
-            continue  # the input, not a setting: cell density has its own section (report.density)
+        if c.param == "dataset" or c.param in STUDY_PARAMS:
+            continue  # the input (cell density: report.density) and the studies' own (report.studies)
         k = (c.stage, c.param, c.value, c.size, c.device)
         e = by.setdefault(k, ParamEffect(*k))
         if c.measure == TIME and c.row is not None and c.base_row is not None:

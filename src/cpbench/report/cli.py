@@ -20,6 +20,12 @@ def register(sub: Any) -> None:
                         ".asv/results-sweep from cpbench sweep)")
     p.add_argument("--machine", help="asv machine name (default: every machine found)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default reports/)")
+    p.add_argument("--seams", type=Path, action="append", default=[], metavar="LABELS.seams.json",
+                   help="a seam report of a recorded cpbench segment run (repeatable): blockwise time, memory and "
+                        "seams beside whole-image eval")
+    p.add_argument("--profiles", type=Path, action="append", default=[], metavar="DIR",
+                   help="a cpbench profile run folder, or a folder of them (repeatable): the source lines behind "
+                        "a stage's time")
     p.add_argument("--table", action="store_true",
                    help="only print the stage table(s) of the newest results; write nothing (make demo shows the "
                         "first size this way while the rest runs)")
@@ -121,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
             if any(t["seconds"] for t in table):
                 print(to_markdown(table, device))
         return 0
+    from cpbench.report.recorded import load_profile, load_seam_report, profile_folders
+
+    # read before anything is written: a bad file stops the report with nothing half-made
+    recorded = ([load_seam_report(p) for p in args.seams], [load_profile(f) for f in profile_folders(args.profiles)])
     args.out.mkdir(parents=True, exist_ok=True)
     for device in ("cpu", "cuda"):
         table = stage_table(newest, device)
@@ -132,6 +142,6 @@ def run(args: argparse.Namespace) -> int:
                               f"Cellpose stage costs on {device} ({machine})")
         print(md)
         print(f"wrote {args.out / f'stage_table_{device}.md'} and {png}")
-    md_path, html_path = write_guidelines(rows, dirs, args.out)
+    md_path, html_path = write_guidelines(rows, dirs, args.out, recorded=recorded)
     print(f"wrote {md_path} and {html_path} (figures in {args.out})")
     return 0

@@ -196,3 +196,25 @@ def fit_png(names: Sequence[str], hours: Sequence[tuple[float, float, float]], g
         ax_m.legend(fontsize=8)
     fig.suptitle(f"{title}\n(fitted on images up to {measured_max_mp:.1f} megapixels; bars: range of two models)")
     return _save(fig, out)
+
+
+def fast_png(by_size: dict[str, list[Any]], out: Path, title: str) -> Path:
+    """Each fast setting (``report.studies.Setting``) as a point: time as a multiple of the default's (x, log)
+    against AP@0.5 (y), one colour per size, the setting's name beside it."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for i, (size, settings) in enumerate(by_size.items()):
+        pts = [(s.time.ratio, s.ap, s.name) for s in settings if s.ap is not None]
+        if not pts:
+            continue
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=_colour(2 * i), label=f"{size} px", zorder=3)
+        for x, y, name in pts:
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("whole-image eval time, x the default's (left is faster)")
+    ax.set_ylabel("AP@0.5 against the truth")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out)
