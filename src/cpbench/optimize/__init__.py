@@ -1,0 +1,1 @@
+"""Our optimizations of Cellpose: patch files, built as branches of the offline history for asv."""
