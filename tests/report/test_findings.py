@@ -148,8 +148,9 @@ def test_missing_answers_name_the_command(tmp_path: Path) -> None:
     assert "(3) Dense cells: not measured in these results" in answers
     missing = answers.split("Missing here:")[1]
     assert "question 2 (a scaling law and whole-slide projections): cpbench sweep scaling (6 sizes" in missing
-    assert "question 4 (tile_overlap, augment, batch_size, bsize): cpbench sweep params" in missing
-    assert "question 4 (resample): not a parameter of this version of the suite's benchmarks" in missing
+    # niter swept on one stage only: the fast-settings study would put every setting beside its accuracy
+    assert "question 4 (all settings side by side with their accuracy): cpbench sweep fast" in missing
+    assert "question 5 (input channels): cpbench sweep channels" in missing
     assert "cpbench sweep scaling" in _section(md, "Will it fit?")
 
 
