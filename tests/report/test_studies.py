@@ -113,3 +113,20 @@ def test_recorded_runs_missing_or_unreadable(tmp_path: Path, capsys) -> None:
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "o3"),
                  "--profiles", str(tmp_path / "nowhere")]) != 0
     assert "--profiles" in capsys.readouterr().err
+
+
+def test_the_report_does_not_depend_on_the_order_of_results(tmp_path: Path) -> None:
+    """The same measurement in two result directories: the one with more samples counts, whichever comes first."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _world(a)
+    eval_ = (["dataset", "size", "device", "model", "diameter"], [["synthetic"], SIZES, ["cpu"], ["reference"], ["13.0"]])
+    _write(b, "a" * 40, 1_700_000_000_000, {"bench_eval.EndToEnd.time_stage": _grid(
+        *eval_, lambda p: [3.0 * NET_S[p["size"]] * s for s in NOISY])})  # 3x, 7 samples: this one counts
+    docs = []
+    for order in ((a, b), (b, a)):
+        out = tmp_path / f"out-{len(docs)}"
+        assert main(["report", *[x for d in order for x in ("--results", str(d))], "--out", str(out)]) == 0
+        docs.append([line for line in (out / "guidelines.md").read_text().splitlines()
+                     if not line.startswith("Generated ")])
+    assert docs[0] == docs[1]
+    assert "measured: 3 s at 256 px, 12 s at 512 px" in "\n".join(docs[0])

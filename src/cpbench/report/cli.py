@@ -112,13 +112,14 @@ def run(args: argparse.Namespace) -> int:
     from cpbench.io.files import write_text
     from cpbench.report.build import write_guidelines
     from cpbench.report.plots import stage_costs_png
-    from cpbench.report.results import latest, load_rows
+    from cpbench.report.results import deduplicate, latest, load_rows
     from cpbench.report.stage_table import stage_table, to_markdown
 
     dirs = args.results or [d for d in (Path(".asv/results"), Path(".asv/results-sweep")) if d.exists()]
     if not dirs:
         raise UserError("no asv results in .asv/results; run the suite first (make demo), or pass --results DIR")
-    rows = [r for d in dirs for r in load_rows(d, args.machine)]
+    dirs = sorted(set(dirs), key=str)  # a fixed order: the same report whatever the order of --results
+    rows = deduplicate([r for d in dirs for r in load_rows(d, args.machine)])
     newest = latest(rows)
     machine = args.machine or ", ".join(sorted({r.machine for r in rows}))
     if args.table:

@@ -80,6 +80,21 @@ def load_rows(results_dir: Path, machine: str | None = None) -> list[Row]:
     return rows
 
 
+def deduplicate(rows: list[Row]) -> list[Row]:
+    """One row per measurement (benchmark, parameters, commit, machine, environment): where several result
+    directories hold it, one with a value (asv writes every combination of a benchmark's grid, unmeasured
+    ones as n/a), the most samples, else the last in the order given. The caller gives
+    the directories in a fixed order (cpbench report: by name), so the report does not depend on the order
+    of ``--results``."""
+    best: dict[tuple, Row] = {}
+    for r in rows:
+        k = (r.benchmark, tuple(sorted(r.params.items())), r.commit, r.machine, r.env)
+        rank = (r.value is not None, len(r.samples or ()))
+        if k not in best or rank >= (best[k].value is not None, len(best[k].samples or ())):
+            best[k] = r
+    return list(best.values())
+
+
 def latest(rows: list[Row]) -> list[Row]:
     """Rows of the newest result file per (machine, env): one snapshot of the suite."""
     newest: dict[tuple[str, str], int] = {}
