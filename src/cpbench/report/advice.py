@@ -17,7 +17,7 @@ from cpbench.report.changes import stage_name
 from cpbench.report.evidence import NOISE, extrapolation_note, law_gap, samples_summary
 from cpbench.report.findings import MIN_EFFECT, Finding
 from cpbench.report.results import Row
-from cpbench.report.select import PROCESS_PEAK, TIME, off_defaults, series
+from cpbench.report.select import PROCESS_PEAK, TIME, off_defaults, pixels, series
 from cpbench.report.slide import END_TO_END, Effect, SlideModel, side_label
 from cpbench.report.stage_table import STAGE_ORDER
 
@@ -242,10 +242,8 @@ def study_findings(rows: list[Row], model: SlideModel, ctx: Context) -> list[Fin
                 evidence=f"{studies.FAST_STAGE}.time_stage and track_ap50, setting={st.name} against default; "
                          f"{studies.FAST_COMMAND}",
                 confidence=_confidence(model, f"{st.time.verdict}: {st.time.basis}")))
-    for c in studies.channel_costs(rows, model.device):
-        if c.stage != "bench_network.InputChannels" or c.size != max(
-                (x.size for x in studies.channel_costs(rows, model.device) if x.stage == c.stage), key=side_px):
-            continue
+    network = [c for c in studies.channel_costs(rows, model.device) if c.stage == "bench_network.InputChannels"]
+    for c in network[-1:]:  # channel_costs orders a stage's sizes smallest first: its largest
         for n, j in sorted(c.against_two.items()):
             if j.verdict == NOISE:
                 continue
@@ -261,8 +259,6 @@ def study_findings(rows: list[Row], model: SlideModel, ctx: Context) -> list[Fin
 
 def side_px(size: str) -> int:
     """Pixels of a crop side (``"512"``) or the full frame."""
-    from cpbench.report.select import pixels
-
     return pixels({"size": size}) or 0
 
 
