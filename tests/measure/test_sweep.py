@@ -67,6 +67,28 @@ def test_density_takes_every_synthetic_density_at_each_size_and_nothing_else() -
     }  # Write has no dataset, Read no size; LUNG-1-LN is not a density
 
 
+def test_density_segments_blockwise_in_small_blocks_and_the_contents_at_those_sizes_too() -> None:
+    dens = ["'synthetic'", "'synthetic-packed'"]
+    classes = {"bench_segment.Blockwise": (["dataset", "size", "block"],
+                                           [dens, ["'512'", "'1024'", "'2048'", "'4096'"], ["'256'", "'2048'"]]),
+               sweep.DENSITY_CONTENTS: (["dataset", "size"], [dens, ["'256'", "'1024'", "'2048'", "'4096'"]])}
+    chosen = sweep.combinations("density", classes, sizes=["256", "1024"])
+    assert chosen["bench_segment.Blockwise"] == [(d, s, "'256'") for d in dens for s in ("'512'", "'1024'", "'2048'")]
+    assert chosen[sweep.DENSITY_CONTENTS] == [(d, s) for d in dens for s in ("'256'", "'1024'", "'2048'")]
+    scaling = sweep.combinations("scaling", classes, sizes=["1024", "2048", "4096"])  # a block smaller than the crop
+    assert scaling["bench_segment.Blockwise"] == [("'synthetic'", "'4096'", "'2048'")]
+
+
+def test_models_takes_every_model_at_each_size_and_the_rest_at_defaults() -> None:
+    classes = {**CLASSES, "bench_x.Eval": (["dataset", "size", "device", "model", "diameter"],
+                                           [["'synthetic'", "'LUNG-1-LN'"], ["'256'", "'1024'"], ["'cpu'", "'cuda'"],
+                                            ["'reference'", "'random'", "'nuclei'"], ["13.0", "30.0"]])}
+    chosen = sweep.combinations("models", classes, sizes=["256", "1024"])
+    assert set(chosen) == {"bench_x.Eval"}  # the study classes (Fast) are their own sweep
+    assert chosen["bench_x.Eval"] == [("'synthetic'", s, "'cpu'", m, "13.0") for s in ("'256'", "'1024'")
+                                      for m in ("'reference'", "'random'", "'nuclei'")]
+
+
 def test_studies_are_their_own_sweeps() -> None:
     fast = sweep.combinations("fast", CLASSES, sizes=["256", "512"])
     assert _selected(sweep.bench_regexes(fast), CLASSES) == {
@@ -87,8 +109,12 @@ def test_real_benchmarks_discovered_with_full_grids() -> None:
     assert len(sweep.combinations("fast", classes)["bench_eval.FastSettings"]) == 2 * 11  # 256, 512 x 11 settings
     assert {k: len(v) for k, v in sweep.combinations("channels", classes).items()} == {
         "bench_eval.EndToEndChannels": 15, "bench_network.InputChannels": 15}  # 3 sizes x 5 counts
-    blockwise = chosen.pop("bench_segment.Blockwise")  # sizes from 2048 px: 2048 and 4096 of the defaults
-    assert len(blockwise) == 2 and all(len(c) == 6 for c in chosen.values())  # 256 ... 4096 and the whole frame
+    blockwise = chosen.pop("bench_segment.Blockwise")  # a crop larger than the default 2048 px block: 4096
+    assert len(blockwise) == 1 and all(len(c) == 6 for c in chosen.values())  # 256 ... 4096 and the whole frame
+    assert {k: len(v) for k, v in sweep.combinations("density", classes).items()
+            if k in ("bench_segment.Blockwise", sweep.DENSITY_CONTENTS)} == {
+        "bench_segment.Blockwise": 12, sweep.DENSITY_CONTENTS: 16}  # 4 densities x 3 sizes; x 4 (256 ... 2048)
+    assert set(sweep.combinations("models", classes)) == {"bench_eval.EndToEnd", "bench_network.Network"}
 
 
 def test_bad_sweep_and_config(tmp_path: Path) -> None:

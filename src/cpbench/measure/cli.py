@@ -19,13 +19,16 @@ def register(sub: Any) -> None:
         description="Run a subset of the full grids (CPBENCH_FULL=1) with asv run --bench naming the exact "
         "combinations: 'scaling' = every stage at --sizes, other parameters at their defaults; 'params' = every "
         "stage at --size with one parameter off its default; 'density' = the stages that take a dataset on the "
-        "synthetic slide at four cell densities (bare, sparse, typical, packed) at --sizes (default 256,512,1024); "
+        "synthetic slide at four cell densities (bare, sparse, typical, packed) at --sizes (default 256,512,1024; "
+        "blockwise segmentation at 512,1024,2048 in 256 px blocks); 'models' = the network and eval with every model "
+        "of the grid (reference, random weights, and Cellpose's pretrained ones where their weights are present) at "
+        "--sizes (default 256,512,1024); "
         "'fast' = whole-image eval at each of Cellpose's fast settings with its AP@0.5 (default sizes 256,512); "
         "'channels' = the network and eval with a CPnet of 1, 2, 3, 4 and 8 input channels (default 256,512,1024). "
         "Synthetic data, reference model, CPU (--device). "
         "Results go to --results-dir (asv.sweep.json, a copy of asv.conf.json, points asv there); "
         "cpbench report reads them.")
-    p.add_argument("kind", choices=["scaling", "params", "density", "fast", "channels"])
+    p.add_argument("kind", choices=["scaling", "params", "density", "models", "fast", "channels"])
     p.add_argument("--sizes", default=None,
                    help="scaling: crop sides in pixels or 'full' (the 3138 x 2509 frame), comma-separated "
                         "(default 256,512,1024,2048,4096,full; 8192 takes ~20 min a network call on 2 cores)")

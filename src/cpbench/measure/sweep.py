@@ -7,7 +7,8 @@ combinations. A sweep runs a chosen subset of them with stock asv, by naming the
 * ``scaling``: each stage at every size of ``sizes`` (default 256 to 4096 and the whole 3138 x 2509
   frame; 8192 on request), every other parameter at its default (:data:`~cpbench.measure.suite.PARAM_DEFAULTS`);
 * ``params``: each stage at ``size`` (default 1024) with at most one parameter away from its default,
-  for every value of that parameter in the full grid (and the all-default baseline).
+  for every value of that parameter in the full grid (and the all-default baseline);
+* ``density``, ``models``, ``fast``, ``channels``: the questions' studies (:func:`combinations`).
 
 The results go to their own results directory (default ``.asv/results-sweep``; asv keeps one set of
 parameter lists per benchmark and result file, so a quick run of the same commit would replace a
@@ -37,8 +38,16 @@ DENSITY_SIZES = ["256", "512", "1024"]
 FAST_SIZES = ["256", "512"]
 #: sizes of the channel sweep: three, to see whether a channel's cost grows with the image
 CHANNEL_SIZES = ["256", "512", "1024"]
+#: blockwise segmentation in the density sweep: these sizes in blocks of DENSITY_BLOCK px (4, 16 and 64
+#: blocks; the crop must hold several blocks), and what the inputs hold (bench_masks.CellDensity) at them too
+DENSITY_BLOCK_SIZES = ["512", "1024", "2048"]
+DENSITY_BLOCK = "256"
+DENSITY_CONTENTS = "bench_masks.CellDensity"
+#: sizes of the model sweep: three, as the channel sweep's
+MODEL_SIZES = ["256", "512", "1024"]
 #: each sweep kind's default sizes
-KIND_SIZES = {"scaling": SCALING_SIZES, "density": DENSITY_SIZES, "fast": FAST_SIZES, "channels": CHANNEL_SIZES}
+KIND_SIZES = {"scaling": SCALING_SIZES, "density": DENSITY_SIZES, "fast": FAST_SIZES, "channels": CHANNEL_SIZES,
+              "models": MODEL_SIZES}
 #: the size of the parameter sweep
 PARAMS_SIZE = "1024"
 #: parameters held at one value in both sweeps (what is measured, not how)
@@ -99,11 +108,16 @@ def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]
     (the all-default combination is the baseline the others are compared with).
     ``density``: every synthetic density (inputs.DENSITIES) at each size in ``sizes`` (default
     :data:`DENSITY_SIZES`), the rest at defaults.
+    Blockwise segmentation (a ``block`` parameter) there: at :data:`DENSITY_BLOCK_SIZES` in blocks of
+    :data:`DENSITY_BLOCK` px (``sizes`` does not apply), and :data:`DENSITY_CONTENTS` at both sizes' union.
+    ``models``: the classes that take a ``model`` (not the studies), every model of the grid at each size
+    in ``sizes`` (default :data:`MODEL_SIZES`), the rest at defaults; a model whose weights are missing is
+    skipped by the benchmark itself.
     ``fast`` / ``channels``: the classes of that study (suite.STUDY_PARAMS: a ``setting`` / ``nchan``
     parameter), every value of it at each size in ``sizes``, the rest at defaults; the other kinds leave
-    these classes out."""
+    these classes out. Everywhere, a block as large as the crop is left out (it would be skipped)."""
     if kind not in KIND_SIZES and kind != "params":
-        raise UserError(f"unknown sweep {kind!r}: choose scaling, params, density, fast or channels")
+        raise UserError(f"unknown sweep {kind!r}: choose scaling, params, density, models, fast or channels")
     if sizes is None:  # each kind's own (KIND_SIZES)
         sizes = KIND_SIZES.get(kind, SCALING_SIZES)
     from cpbench.measure.inputs import DENSITIES
@@ -124,13 +138,23 @@ def combinations(kind: str, classes: dict[str, tuple[list[str], list[list[str]]]
             continue
         if kind == "params" and not any(n in PARAM_DEFAULTS and n not in FIXED for n in names):
             continue  # nothing to sweep
+        if kind == "models" and "model" not in names:
+            continue
         picked = []
         for combo in product(*values):
             plain = {n: asv_value(v) for n, v in zip(names, combo)}
-            if kind == "density":
-                off = [n for n in names if n in PARAM_DEFAULTS and n != "dataset" and plain[n] != PARAM_DEFAULTS[n]]
-                fixed = all(plain[n] == FIXED[n] for n in names if n in FIXED and n != "dataset")
-                if fixed and plain["dataset"] in DENSITIES and plain["size"] in sizes and not off:
+            if plain.get("block", "0").isdigit() and plain.get("size", "full").isdigit() \
+                    and int(plain.get("block", "0")) >= int(plain["size"]):
+                continue  # one block holds the crop: the benchmark skips it
+            if kind in ("density", "models"):
+                swept = "dataset" if kind == "density" else "model"
+                held = {**PARAM_DEFAULTS, "block": DENSITY_BLOCK} if kind == "density" and "block" in names \
+                    else PARAM_DEFAULTS
+                at = DENSITY_BLOCK_SIZES if kind == "density" and "block" in names else \
+                    [*sizes, *DENSITY_BLOCK_SIZES] if kind == "density" and cls == DENSITY_CONTENTS else sizes
+                off = [n for n in names if n in held and n != swept and plain[n] != held[n]]
+                fixed = all(plain[n] == FIXED[n] for n in names if n in FIXED and n != swept)
+                if fixed and (kind == "models" or plain["dataset"] in DENSITIES) and plain["size"] in at and not off:
                     picked.append(combo)
                 continue
             if not _fixed_ok(names, combo):
