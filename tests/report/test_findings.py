@@ -184,3 +184,65 @@ def test_density_answer_and_cost_per_cell_pixel(tmp_path: Path) -> None:
     sec = _section(md, "Dense cells: cost against cell density (cpu)")
     assert "7 follow_flows: 0.01 s + 0.1 s per MP + 4 s per MP of cell pixels (12 inputs, fit error 0%)." in sec
     assert "| cell-pixel fraction | 1024 | 0.1% | 5.0% | 20.0% | 50.0% |" in sec
+
+
+def test_blockwise_density_at_its_own_sizes(tmp_path: Path) -> None:
+    """Blockwise segmentation measured by the density sweep (512-2048 px in 256 px blocks, planted x1.5 packed
+    against typical) beside follow_flows at 256-1024 px: the answer names its size and blocks, the table has
+    its row at its own largest size, and it is a ranked finding of its own (a whole run: its own ratio)."""
+    results, out = tmp_path / "results", tmp_path / "out"
+    _world(results, LAW)
+    sizes = ["512", "1024", "2048"]
+    flows = (["dataset", "size", "niter", "device"], [list(FRACTIONS), QUICK, ["200"], ["cpu"]])
+    block = (["dataset", "size", "block"], [list(FRACTIONS), sizes, ["256", "2048"]])
+    cells = (["dataset", "size"], [list(FRACTIONS), ["256", *sizes]])
+
+    def blockwise(p: dict) -> float | None:
+        if p["block"] != "256":
+            return None  # not measured
+        return 20e-6 * _px(p["size"]) * (1.5 if p["dataset"] == "synthetic-packed" else 1.0)
+
+    _write(results, "a" * 40, 1_700_000_000_000, {
+        "bench_masks.FollowFlows.time_stage": _grid(*flows, lambda p: 1e-6 * _px(p["size"]) * (1 + FRACTIONS[p["dataset"]])),
+        "bench_segment.Blockwise.time_stage": _grid(*block, blockwise),
+        "bench_masks.CellDensity.track_cell_fraction": _grid(*cells, lambda p: FRACTIONS[p["dataset"]]),
+        "bench_masks.CellDensity.track_nuclei_per_mp": _grid(*cells, lambda p: 5000 * FRACTIONS[p["dataset"]]),
+    })
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    md = (out / "guidelines.md").read_text()
+    answers = _section(md, "Answers to the challenge's questions")
+    assert "(3) Dense cells (cpu, 1024 px):" in answers
+    assert "blockwise (cpbench segment) at 2048 px in 256 px blocks x1.50 (one sample)" in answers
+    sec = _section(md, "Dense cells: cost against cell density (cpu)")
+    assert "| blockwise (cpbench segment) | 2048 | 83.9 | 83.9 | 83.9 | 126 |" in sec
+    assert ("Densely packed cells make blockwise segmentation (256 px blocks) 1.50x as long as the typical density "
+            "at 2048 px (one sample).") in _ranked(md)
+
+
+def test_model_answer_from_the_models_sweep(tmp_path: Path) -> None:
+    """Random weights against the reference model (recorded samples): the network's time planted equal, eval's
+    x1.4 (the flows it follows). The answer gives both with their verdicts and says the network did not change;
+    the model is not a parameter guideline."""
+    results, out = tmp_path / "results", tmp_path / "out"
+    _world(results, LAW)
+    net = (["dataset", "size", "device", "model"], [["synthetic"], QUICK, ["cpu"], ["reference", "random"]])
+    ev = (["dataset", "size", "device", "model", "diameter"],
+          [["synthetic"], QUICK, ["cpu"], ["reference", "random"], ["13.0"]])
+
+    def samples(v: float) -> list[float]:
+        return [v * s for s in SPREAD]
+
+    _write(results, "a" * 40, 1_700_000_000_000, {
+        "bench_network.Network.time_stage": _grid(*net, lambda p: samples(10e-6 * _px(p["size"]))),
+        "bench_eval.EndToEnd.time_stage": _grid(*ev, lambda p: samples(
+            20e-6 * _px(p["size"]) * (1.4 if p["model"] == "random" else 1.0))),
+    })
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    md = (out / "guidelines.md").read_text()
+    answers = _section(md, "Answers to the challenge's questions")
+    assert "(5) Models: model=random (random weights in the installed Cellpose's default architecture" in answers
+    assert "5 network x1.00 at 1024 px (within noise)" in answers
+    assert "end to end (eval) x1.40 at 1024 px (change)" in answers
+    assert "The network's time did not change with the weights (same architecture)" in answers
+    assert "Not measured: nuclei, cpsam" in answers and "question 5 (models)" not in answers
+    assert not any("model=random" in claim for claim in _ranked(md))

@@ -141,14 +141,15 @@ def density_findings(rows: list[Row], ctx: Context) -> list[Finding]:
     for e in density.effects(rows):
         if e.dataset != "synthetic-packed" or e.judgement.verdict == NOISE:
             continue
-        typical = t.get(END_TO_END, {}).get((density.TYPICAL, e.size))
+        whole = e.stage in (END_TO_END, density.BLOCKWISE)  # a whole run: its own time is the run's
         stage = t[e.stage][(density.TYPICAL, e.size)]
+        typical = stage if whole else t.get(END_TO_END, {}).get((density.TYPICAL, e.size))
         if typical is None or not typical.value:
             continue
         share = (e.judgement.ratio - 1.0) * (stage.value or 0.0) / typical.value
-        whole = e.stage == END_TO_END
+        run = "whole-image eval" if e.stage == END_TO_END else f"blockwise segmentation ({density.DENSITY_BLOCK} px blocks)"
         out.append(Finding(
-            claim=(f"Densely packed cells make whole-image eval {e.judgement.ratio:.2f}x as long as the typical density "
+            claim=(f"Densely packed cells make {run} {e.judgement.ratio:.2f}x as long as the typical density "
                    f"at {e.size} px ({e.judgement.verdict})." if whole else
                    f"Densely packed cells: {stage_name(e.stage)} takes {e.judgement.ratio:.2f}x the typical density's "
                    f"time at {e.size} px ({e.judgement.verdict})."),

@@ -15,6 +15,7 @@ from cpbench.report import changes, density, studies
 from cpbench.report.advice import GROUPS, Context
 from cpbench.report.document import Section
 from cpbench.report.evidence import (
+    NOISE,
     SCALING_SWEEP,
     extrapolation_note,
     law_gap,
@@ -105,19 +106,24 @@ def _q3(rows: list[Row]) -> tuple[str, list[str]]:
         return ("(3) Dense cells: not measured in these results (the stages at the four synthetic cell densities).",
                 ["question 3: cpbench sweep density (bare, sparse, typical, packed at 256, 512, 1024 px)"])
     held = density.contents(rows)
-    size = eff[0].size
+    size = next((e.size for e in eff if e.stage != density.BLOCKWISE), eff[0].size)  # blockwise: larger crops
 
     def what(d: str) -> str:
         h = held.get((d, size), {})
         return (f"{h['nuclei_per_mp']:.0f} nuclei per MP, {h['cell_fraction']:.0%} cell pixels"
                 if "nuclei_per_mp" in h and "cell_fraction" in h else "contents not measured")
 
+    def at(e: density.DensityEffect) -> str:  # a stage measured at other sizes (blockwise: larger crops)
+        return "" if e.size == size else f" at {e.size} px" + (
+            f" in {density.DENSITY_BLOCK} px blocks" if e.stage == density.BLOCKWISE else "")
+
     packed = sorted((e for e in eff if e.dataset == "synthetic-packed"), key=lambda e: -e.judgement.ratio)
     text = (f"(3) Dense cells (cpu, {size} px): packed ({what('synthetic-packed')}) against typical "
             f"({what(density.TYPICAL)}): "
-            + "; ".join(f"{changes.stage_name(e.stage)} x{e.judgement.ratio:.2f} ({e.judgement.verdict})" for e in packed)
+            + "; ".join(f"{changes.stage_name(e.stage)}{at(e)} x{e.judgement.ratio:.2f} ({e.judgement.verdict})"
+                        for e in packed)
             + ". Bare glass (" + what("synthetic-bare") + "): "
-            + "; ".join(f"{changes.stage_name(e.stage)} x{e.judgement.ratio:.2f}" for e in eff
+            + "; ".join(f"{changes.stage_name(e.stage)}{at(e)} x{e.judgement.ratio:.2f}" for e in eff
                         if e.dataset == "synthetic-bare") + ".")
     return text, []
 
@@ -147,18 +153,39 @@ def _q4(rows: list[Row], device: str) -> tuple[str, list[str]]:
     return text, [f"question 4 (all settings side by side with their accuracy): {studies.FAST_COMMAND}"]
 
 
+#: what each model of the grid is (models.registry), for the answer
+MODEL_WORDS = {"random": "random weights in the installed Cellpose's default architecture (3.x: the nuclei CPnet, "
+                         "the pretrained nuclei model's cost without its weights; 4.x: Cellpose-SAM)",
+               "nuclei": "Cellpose 3's pretrained nuclei model", "cpsam": "Cellpose-SAM's pretrained weights"}
+MODEL_COMMAND = "cpbench sweep models --results-dir .asv/results-models"
+
+
 def _q5(rows: list[Row], device: str) -> tuple[str, list[str]]:
-    effects = [e for e in changes.largest_size(changes.parameter_effects(rows)) if e.time is not None
-               and e.param == "model" and e.device == device]
+    effects = [e for e in changes.largest_size(changes.parameter_effects(rows, only="model")) if e.time is not None
+               and e.device == device]
     chan = studies.channel_answer(rows, device)
     missing = [] if chan else [f"question 5 (input channels): {studies.CHANNEL_COMMAND}"]
     if effects:
-        models = "(5) Models: " + "; ".join(
-            f"model={e.value}: {changes.stage_name(e.stage)} x{e.time.ratio:.2f} against the reference model at "  # type: ignore[union-attr]
-            f"{e.size} px ({e.time.verdict})" for e in effects) + "."  # type: ignore[union-attr]
+        parts = []
+        for value in dict.fromkeys(e.value for e in effects):
+            mine = [e for e in effects if e.value == value]
+            parts.append(f"model={value} ({MODEL_WORDS.get(value, value)}) against the reference model (a custom "
+                         "model: the nuclei CPnet trained by cpbench on synthetic nuclei): " + ", ".join(
+                             f"{changes.stage_name(e.stage)} x{e.time.ratio:.2f} at {e.size} px ({e.time.verdict})"  # type: ignore[union-attr]
+                             for e in mine))
+        unmeasured = [m for m in MODEL_WORDS if m not in {e.value for e in effects}]
+        net = [e for e in effects if e.stage == "bench_network.Network" and e.value == "random"]
+        same = bool(net) and all(e.time.verdict == NOISE for e in net)  # type: ignore[union-attr]
+        models = ("(5) Models: " + "; ".join(parts) + "."
+                  + (" The network's time did not change with the weights (same architecture): a custom model "
+                     "trained in the default architecture costs the network what the pretrained one does; eval's "
+                     "mask recovery follows the flows a model produces, so its time depends on the weights."
+                     if same else "")
+                  + (f" Not measured: {', '.join(unmeasured)} (weights absent or another Cellpose release)."
+                     if unmeasured else ""))
     else:
         models = "(5) Models: only one model measured in these results (the reference model)."
-        missing.append("question 5 (models): cpbench sweep params")
+        missing.append(f"question 5 (models): {MODEL_COMMAND}")
     return models + " " + (chan or "The number of input channels was not varied."), missing
 
 

@@ -26,7 +26,7 @@ from cpbench.report.select import (
 from cpbench.report.stability import ASV_FACTOR
 from cpbench.report.stage_table import STAGE_ORDER
 
-NAMES = dict(STAGE_ORDER)
+NAMES = {**dict(STAGE_ORDER), "bench_segment.Blockwise": "blockwise (cpbench segment)"}
 
 
 def stage_name(bench: str) -> str:
@@ -62,13 +62,15 @@ class ParamEffect:
         return "".join(parts)
 
 
-def parameter_effects(rows: list[Row]) -> list[ParamEffect]:
-    """Every one-parameter-off measurement with a baseline, judged (time and stage peak)."""
+def parameter_effects(rows: list[Row], only: str | None = None) -> list[ParamEffect]:
+    """Every one-parameter-off measurement with a baseline, judged (time and stage peak); ``only``: that
+    parameter's alone. The input (``dataset``: report.density), the model (question 5: a choice of
+    what to run, not a setting; ``only="model"``) and the studies' parameters (report.studies) are left out."""
     limits = detection_limits(rows)
     by: dict[tuple[str, str, str, str, str], ParamEffect] = {}
     for c in parameter_changes(rows):
-        if c.param == "dataset" or c.param in STUDY_PARAMS:
-            continue  # the input (cell density: report.density) and the studies' own (report.studies)
+        if (c.param != only) if only else (c.param in ("dataset", "model") or c.param in STUDY_PARAMS):
+            continue
         k = (c.stage, c.param, c.value, c.size, c.device)
         e = by.setdefault(k, ParamEffect(*k))
         if c.measure == TIME and c.row is not None and c.base_row is not None:

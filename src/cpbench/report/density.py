@@ -24,7 +24,10 @@ LEVELS = {"synthetic-bare": "bare glass", "synthetic-sparse": "sparse", TYPICAL:
           "synthetic-packed": "packed"}
 DENSITY = "bench_masks.CellDensity"
 STAGES = ("bench_masks.FollowFlows", "bench_masks.GetMasks", "bench_masks.FlowQC", "bench_masks.FillHoles",
-          "bench_masks.MaskRecovery", "bench_network.Network", "bench_eval.EndToEnd")
+          "bench_masks.MaskRecovery", "bench_network.Network", "bench_eval.EndToEnd", "bench_segment.Blockwise")
+BLOCKWISE = "bench_segment.Blockwise"
+#: the block side the density sweep segments in, pixels (measure.sweep.DENSITY_BLOCK)
+DENSITY_BLOCK = "256"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ def fit_cells(points: list[tuple[int, int, float]]) -> CellFit | None:
 
 
 def _defaults(r: Row) -> bool:
+    if r.stage == BLOCKWISE:  # measured in blocks of DENSITY_BLOCK px
+        return r.params.get("block") == DENSITY_BLOCK and set(off_defaults(r)) <= {"dataset", "block"}
     return r.params.get("device", "cpu") == "cpu" and off_defaults(r) in ([], ["dataset"])
 
 
@@ -111,14 +116,14 @@ def density_section(rows: list[Row]) -> Section:
         sec.missing.append("no stage timed at the four densities at one size: cpbench sweep density")
         return sec
     t = times(rows)
-    size = eff[0].size
+    size = next((e.size for e in eff if e.stage != BLOCKWISE), eff[0].size)  # blockwise: larger crops
     head = ["stage", "size"] + [f"{LEVELS[d]}, s" for d in LEVELS]
     table = [head]
     for stage in [s for s in STAGES if s in t]:
         by = t[stage]
-        if not all((d, size) in by for d in LEVELS):
-            continue
-        table.append([stage_name(stage), size] + [f"{by[(d, size)].value:.3g}" for d in LEVELS])
+        for at in dict.fromkeys([size, *(e.size for e in eff if e.stage == stage)]):  # and its own largest
+            if all((d, at) in by for d in LEVELS):
+                table.append([stage_name(stage), at] + [f"{by[(d, at)].value:.3g}" for d in LEVELS])
     if held:
         table.append(["nuclei per MP", size] + [f"{held.get((d, size), {}).get('nuclei_per_mp', float('nan')):.0f}" for d in LEVELS])
         table.append(["cell-pixel fraction", size] + [f"{held.get((d, size), {}).get('cell_fraction', float('nan')):.1%}" for d in LEVELS])
