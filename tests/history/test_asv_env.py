@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from cpbench.history.build import Release, build_history
+from cpbench.optimize.branches import build_branch, patches
+from cpbench.optimize.config import write_config
 
 pytestmark = pytest.mark.serial  # measures time and memory: run alone (make test)
 
@@ -166,6 +168,32 @@ def test_asv_builds_each_release_and_installs_torch_once(project: tuple[Path, li
     for p in results:
         res = json.loads(p.read_text())["results"]
         assert res["bench_reference.track_torch_version"][0] == [2.13]  # which torch measured them
+
+
+
+@pytest.mark.slow
+def test_asv_builds_our_patch_branch_from_a_fork(project: tuple[Path, list[Release], str, str]) -> None:
+    """The route for a patch (cpbench optimize) and for a user's fork: our follow-flows patch as its branch on
+    the real 3.1.1.3 sdist, in a clone standing for the user's fork, measured through a config written by
+    write_config beside the project's: asv builds that commit and installs the patched Cellpose."""
+    tmp, history, _, _ = project
+    [patch] = [p for p in patches() if p.name == "follow-flows" and p.release == RELEASES[1]]
+    branch, commit = build_branch(tmp / "cellpose", patch)
+    fork = tmp / "fork"
+    subprocess.run(["git", "clone", "-q", str(tmp / "cellpose"), str(fork)], check=True)
+    _git(fork, "branch", branch, f"origin/{branch}")
+    base = _conf(tmp, "base", ROOT / "benchmarks")
+    conf = write_config(tmp / "fork.json", fork, [branch], results_dir=str(tmp / "results-fork"), conf=base)
+    res = subprocess.run([*ASV, "--config", str(conf), "run", "--quick", "--machine", "envbox", "--bench",
+                          "bench_reference.track_torch", f"{branch}^!"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=1800)
+    assert res.returncode == 0 and "failed" not in res.stdout, res.stdout[-3000:] + res.stderr[-3000:]
+    site = _site_packages(tmp / "env")
+    assert "def steps_interp_points(" in (site / "cellpose" / "dynamics.py").read_text()  # the patched tree
+    [cellpose] = site.glob("cellpose-*.dist-info")
+    assert cellpose.name.startswith("cellpose-3.1.1.4.dev1"), cellpose.name  # one commit past the v3.1.1.3 tag
+    [result] = (tmp / "results-fork" / "envbox").glob("*-virtualenv-*.json")
+    assert json.loads(result.read_text())["commit_hash"] == commit
 
 
 def _flagged(conf: Path, a: str, b: str) -> tuple[int, set[str]]:

@@ -23,7 +23,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import product
 from pathlib import Path
 
@@ -180,11 +180,22 @@ def bench_regexes(chosen: dict[str, list[tuple[str, ...]]], methods: str = r"\w+
             for cls, combos in chosen.items() for combo in combos]
 
 
+def derived_config(conf: Path, out: Path, values: Mapping[str, object]) -> Path:
+    """A copy of asv config ``conf`` (JSON with // comments, which stay) with the top-level entries in
+    ``values`` replaced (each must be in ``conf`` once: a string or a list of strings); written to ``out``
+    through a temporary name. Relative paths keep their meaning when ``out`` lies beside ``conf``."""
+    text = conf.read_text()
+    for key, value in values.items():
+        text, n = re.subn(rf'"{re.escape(key)}"\s*:\s*(?:"[^"]*"|\[[^\]]*\])',
+                          lambda _m: f'"{key}": {json.dumps(value)}', text)
+        if n != 1:
+            raise UserError(f"{conf} has no single \"{key}\" entry to replace")
+    tmp = out.with_name(out.name + ".partial")
+    tmp.write_text(text)
+    tmp.replace(out)
+    return out
+
+
 def sweep_config(conf: Path, results_dir: str, out: Path) -> Path:
     """A copy of asv config ``conf`` (JSON with // comments) with ``results_dir`` replaced; written to ``out``."""
-    text = conf.read_text()
-    new, n = re.subn(r'"results_dir"\s*:\s*"[^"]*"', f'"results_dir": {json.dumps(results_dir)}', text)
-    if n != 1:
-        raise UserError(f"{conf} has no single \"results_dir\" entry to replace")
-    out.write_text(new)
-    return out
+    return derived_config(conf, out, {"results_dir": results_dir})
