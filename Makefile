@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 SITE_VENDOR := data/vendor/asv-site
 
-.PHONY: setup demo bench example test test-parallel test-pythons test-synapse-min test-cellpose4 test-cellpose30 browser clean
+.PHONY: setup demo bench example optimizations test test-parallel test-pythons test-synapse-min test-cellpose4 test-cellpose30 browser clean
 setup: $(VENV)/.installed $(SITE_VENDOR)/.done
 
 $(VENV)/.installed: pyproject.toml
@@ -68,6 +68,17 @@ example: setup
 	$(BIN)/cpbench report $$(for d in $(EXAMPLE)/results*/; do echo --results $${d%/}; done) \
 	  $$(for f in $(EXAMPLE)/segment/*.seams.json; do [ ! -f $$f ] || echo --seams $$f; done) \
 	  $$([ ! -d $(EXAMPLE)/profiles ] || echo --profiles $(EXAMPLE)/profiles) --out $(EXAMPLE)
+
+# the optimizations document (reports/optimizations.md): this machine's asv results of our patches
+# (.asv/optimize-results, from tools/optimize_measure.sh) copied into reports/optimizations/results with the
+# name of each commit (release tag or patch branch), beside the deep-dives and whole-slide records the
+# script put there; then the document regenerated. Only this target and that script write there.
+OPT_DIR := reports/optimizations
+optimizations: setup
+	@[ -f .asv/optimize-results/benchmarks.json ] || { echo "make optimizations: no asv results in .asv/optimize-results; run tools/optimize_measure.sh first"; exit 1; }
+	rm -rf $(OPT_DIR)/results && mkdir -p $(OPT_DIR) && cp -r .asv/optimize-results $(OPT_DIR)/results
+	$(BIN)/python -c "from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path('$(OPT_DIR)/results'))"
+	$(BIN)/cpbench optimize --report
 
 # pytest in two passes: the tests that measure nothing on two workers (pytest-xdist; a file's tests stay
 # on one worker, so its fixtures are built once), then those marked serial (asv timings and memory

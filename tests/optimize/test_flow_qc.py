@@ -6,20 +6,17 @@ flip). Runs in make test-cellpose4 (the release the patch targets); under anothe
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cpbench.optimize.branches import PATCH_DIR, read_patch
+from cpbench.optimize.overlay import patched_copy
 
 PATCH = PATCH_DIR / "flow-qc.v4.2.1.1.patch"
 INPUTS = [("synthetic", "256"), ("synthetic", "512"), ("synthetic", "1024"), ("synthetic-packed", "1024")]
-ROOT = Path(__file__).resolve().parents[2]
 
 RUN = """
 import json, sys
@@ -39,37 +36,21 @@ json.dump(out, open(f"{sys.argv[1]}/out.json", "w"))
 """
 
 
-def _run(out: Path, path: list[str], plan: list) -> dict:
-    out.mkdir()
-    env = {"PYTHONPATH": ":".join([*path, str(ROOT / "src")]), "PATH": "/usr/bin:/bin",
-           "CPBENCH_DATA": str(ROOT / "data"), "OMP_NUM_THREADS": "2"}
-    res = subprocess.run([sys.executable, "-c", RUN, str(out), json.dumps(plan)], env=env, capture_output=True,
-                         text=True, timeout=1800)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return json.loads((out / "out.json").read_text())
-
-
-def test_patched_flow_qc_removes_exactly_the_releases_masks(tmp_path: Path) -> None:
+def test_patched_flow_qc_removes_exactly_the_releases_masks(tmp_path: Path, run_cellpose: Callable[..., dict]) -> None:
     from importlib.metadata import version
-
-    import cellpose
 
     patch = read_patch(PATCH)
     if version("cellpose") != patch.release:
         pytest.skip(f"the patch targets cellpose {patch.release} (make test-cellpose4 runs it); "
                     f"this is {version('cellpose')}")
-    copy = tmp_path / "patched"
-    shutil.copytree(Path(cellpose.__file__).parent, copy / "cellpose", ignore=shutil.ignore_patterns("__pycache__"))
-    res = subprocess.run(["git", "apply", "--check", str(PATCH)], cwd=copy, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr  # the patch applies to the release's files from the file alone
-    subprocess.run(["git", "apply", str(PATCH)], cwd=copy, check=True)
+    copy = patched_copy(patch, tmp_path / "patched")  # git apply from the patch file alone, on the release's files
 
     # the thresholds: the release's defaults and where the errors are (a quarter, half, three quarters removed)
-    first = _run(tmp_path / "errors", [], [[list(k), []] for k in INPUTS])
+    first = run_cellpose(RUN, tmp_path / "errors", [], [[list(k), []] for k in INPUTS])
     plan = [[list(k), sorted({0.4, 0.8, *np.quantile(first[f"{k[0]}-{k[1]}-err"], [0.25, 0.5, 0.75]).round(6).tolist()})]
             for k in INPUTS]
-    stock = _run(tmp_path / "stock", [], plan)
-    patched = _run(tmp_path / "patch", [str(copy)], plan)
+    stock = run_cellpose(RUN, tmp_path / "stock", [], plan)
+    patched = run_cellpose(RUN, tmp_path / "patch", [str(copy)], plan)
     assert patched["file"].startswith(str(copy)) and not stock["file"].startswith(str(copy))
     removed = 0
     for (dataset, size), thresholds in plan:

@@ -9,8 +9,6 @@ release it skips (make test runs it under .venv's 3.1.1.3)."""
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 
 from cpbench.optimize.branches import PATCH_DIR, read_patch
+from cpbench.optimize.overlay import patched_copy
 
 PATCH = PATCH_DIR / "follow-flows.v3.1.1.3.patch"
 INPUTS = [("synthetic", "256"), ("synthetic", "512"), ("synthetic", "1024"), ("synthetic-packed", "1024")]
@@ -26,13 +25,7 @@ INPUTS = [("synthetic", "256"), ("synthetic", "512"), ("synthetic", "1024"), ("s
 
 def _patched(tmp_path: Path) -> ModuleType:
     """The release's dynamics.py with the patch applied, loaded beside the installed one."""
-    import cellpose
-
-    copy = tmp_path / "patched"
-    shutil.copytree(Path(cellpose.__file__).parent, copy / "cellpose", ignore=shutil.ignore_patterns("__pycache__"))
-    res = subprocess.run(["git", "apply", "--check", str(PATCH)], cwd=copy, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr  # the patch applies to the release's files from the file alone
-    subprocess.run(["git", "apply", str(PATCH)], cwd=copy, check=True)
+    copy = patched_copy(read_patch(PATCH), tmp_path / "patched")  # git apply from the patch file alone
     spec = importlib.util.spec_from_file_location("cellpose.dynamics_patched", copy / "cellpose" / "dynamics.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

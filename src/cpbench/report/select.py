@@ -132,7 +132,8 @@ def parameter_changes(rows: list[Row]) -> list[Change]:
 
 
 def commit_names(repo: Path = Path("data/cellpose")) -> dict[str, str]:
-    """Commit hash -> ``v<version>`` from the tags of the Cellpose history (empty when there is none)."""
+    """Commit hash -> ``v<version>`` from the tags of the Cellpose history, and -> the branch's name for a
+    commit no tag names (``opt/v3.1.1.3/follow-flows``: cpbench optimize's); empty when there is no history."""
     if not (repo / ".git").exists() and not (repo / "HEAD").exists():
         return {}
     out = subprocess.run(["git", "-C", str(repo), "show-ref", "--tags", "-d"], capture_output=True, text=True)
@@ -140,6 +141,11 @@ def commit_names(repo: Path = Path("data/cellpose")) -> dict[str, str]:
     for line in out.stdout.splitlines():
         commit, ref = line.split(" ", 1)
         names[commit] = ref.removeprefix("refs/tags/").removesuffix("^{}")
+    heads = subprocess.run(["git", "-C", str(repo), "for-each-ref", "--format=%(objectname) %(refname:short)",
+                            "refs/heads/"], capture_output=True, text=True)
+    for line in heads.stdout.splitlines():
+        commit, branch = line.split(" ", 1)
+        names.setdefault(commit, branch)
     return names
 
 

@@ -1,0 +1,82 @@
+"""A patch at whole-slide scale: ``cpbench segment`` on one slide twice, with the installed release and with
+the patched copy of it (:mod:`cpbench.optimize.overlay`, first on the workers' ``PYTHONPATH``), the same
+options and block size; the two label images compared pixel for pixel, band by band (never whole), and
+both seam reports (per-pass seconds, per-block seconds, worker and client peaks) kept in one record.
+
+Units: seconds, bytes, pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from cpbench.errors import UserError
+from cpbench.io.files import write_text
+from cpbench.optimize.branches import Patch
+from cpbench.optimize.overlay import installed_cellpose, patched_copy
+from cpbench.segment.picture import read_labels
+from cpbench.segment.run import seam_report_path
+
+#: rows of the label images compared at a time
+BAND = 2048
+
+
+def _segment(slide: Path, out: Path, args: list[str], pythonpath: str | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])  # cpbench's own src/, as an editable install has it
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, src, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "cpbench.cli", "segment", str(slide), "--out", str(out), "--overwrite", *args]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        why = (res.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"cpbench segment failed{' with the patch' if pythonpath else ''}: {why}")
+    report = json.loads(seam_report_path(out).read_text())
+    report["command_wall_s"] = wall  # the whole command: cluster start, passes, write
+    return report
+
+
+def same_labels(a: Path, b: Path, shape: tuple[int, int]) -> tuple[bool, int]:
+    """Whether two label images of ``shape`` (Y, X) are equal pixel for pixel, and the pixels that differ;
+    read in bands of :data:`BAND` rows."""
+    differ = 0
+    for y0 in range(0, shape[0], BAND):
+        h = min(BAND, shape[0] - y0)
+        differ += int(np.count_nonzero(read_labels(a, y0, 0, h, shape[1]) != read_labels(b, y0, 0, h, shape[1])))
+    return differ == 0, differ
+
+
+def measure(patch: Patch, slide: Path, out: Path, segment_args: list[str], work: Path | None = None) -> Path:
+    """Segment ``slide`` with the installed release and with ``patch`` (release first, then patched), compare
+    the labels, and write the record ``out`` (JSON): the patch, the release, the slide, the options, both
+    seam reports, whether the labels are identical. Returns ``out``."""
+    v, _ = installed_cellpose()
+    if v != patch.release:
+        raise UserError(f"{patch.path.name} targets Cellpose {patch.release}, but this Python has {v}; run under "
+                        f"a Python with cellpose=={patch.release}")
+    if not slide.is_file():
+        raise UserError(f"{slide} does not exist; make a synthetic slide first (cpbench synth exemplar-001)")
+    with tempfile.TemporaryDirectory(prefix="cpbench-opt-slide-", dir=work) as tmp:
+        tmp_dir = Path(tmp)
+        overlay = patched_copy(patch, tmp_dir / "overlay")
+        runs = {}
+        for name, path in tqdm([("release", None), ("patched", str(overlay))], desc=f"{patch.name} on {slide.name}",
+                               unit="run"):
+            runs[name] = _segment(slide, tmp_dir / f"{name}.ome.tif", segment_args, path)
+        shape = tuple(int(s) for s in runs["release"]["shape"])
+        same, differ = same_labels(tmp_dir / "release.ome.tif", tmp_dir / "patched.ome.tif", shape)  # type: ignore[arg-type]
+    record = {"patch": patch.path.name, "branch": patch.branch, "release": patch.release, "slide": slide.name,
+              "shape": list(shape), "segment_args": segment_args, "labels_identical": same, "pixels_differing": differ,
+              "runs": runs}
+    return write_text(out, json.dumps(record, indent=1) + "\n")
