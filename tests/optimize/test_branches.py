@@ -92,7 +92,10 @@ def test_bad_patches_are_one_line_errors(history: tuple[Path, Path], tmp_path: P
 
 def test_the_shipped_patches_are_format_patch_files_for_their_release() -> None:
     found = patches(PATCH_DIR)
-    assert [p.branch for p in found] == ["opt/v4.2.1.1/flow-qc", "opt/v3.1.1.3/follow-flows"]
+    assert [p.branch for p in found] == ["opt/v4.2.1.1/flow-qc", "opt/v3.1.1.3/follow-flows",
+                                         "opt/v3.1.1.3/network-layout"]
     for patch in found:
         text = patch.path.read_text()
-        assert f"Cellpose-Target: v{patch.release}" in text and text.count("diff --git a/cellpose/") == 1
+        # one commit on the release, changing Cellpose's own package only
+        assert f"Cellpose-Target: v{patch.release}" in text and text.count("\nFrom ") == 0
+        assert text.count("diff --git ") == text.count("diff --git a/cellpose/") >= 1
