@@ -29,6 +29,8 @@ measure() {  # NAME RELEASE
   case $name in
     follow-flows) stage=follow_flows bench='^bench_masks\.(FollowFlows|MaskRecovery)\.' ;;
     flow-qc) stage=flow_qc bench='^bench_masks\.(FlowQC|MaskRecovery)\.' ;;
+    network-layout) stage=network  # the network and eval with the reference model (the random one: same network)
+      bench="^bench_(network\\.Network|eval\\.EndToEnd)\\.(time_stage|track_stage_peak_bytes|track_ap50)\\('synthetic', '[0-9]+', 'cpu', 'reference'" ;;
     *) echo "tools/optimize_measure.sh: no stage known for patch $name; add it to the case above"; exit 1 ;;
   esac
   case $release in

@@ -30,7 +30,9 @@ from cpbench.report.select import AP, PROCESS_PEAK, STAGE_PEAK, TIME, off_defaul
 
 OPT_DIR = Path("reports/optimizations")
 #: which benchmarks measure each patch's stages (asv --bench), by patch name
-TARGETS = {"flow-qc": r"^bench_masks\.(FlowQC|MaskRecovery)\.", "follow-flows": r"^bench_masks\.(FollowFlows|MaskRecovery)\."}
+TARGETS = {"flow-qc": r"^bench_masks\.(FlowQC|MaskRecovery)\.", "follow-flows": r"^bench_masks\.(FollowFlows|MaskRecovery)\.",
+           "network-layout": r"^bench_(network\.Network|eval\.EndToEnd)\.(time_stage|track_stage_peak_bytes|track_ap50)"
+                             r"\('synthetic', '[0-9]+', 'cpu', 'reference'"}
 MEASURES = {TIME: "time", STAGE_PEAK: "stage peak", PROCESS_PEAK: "process peak", AP: "AP@0.5"}
 ROOT = Path(__file__).resolve().parents[3]
 
