@@ -58,16 +58,17 @@ bench: setup $(SLIDE) $(HISTORY)/.git
 
 # the committed example (reports/example/): the asv results of this machine's runs (every .asv/results*:
 # the quick suite's and the sweeps') copied beside it with the release name of each commit, and the report regenerated
-# from those copies. Only this target writes there; tests/report/test_example.py checks the regeneration.
+# from the results there (with none here, from the committed ones alone). Only this target writes there;
+# tests/report/test_example.py checks the regeneration.
 EXAMPLE := reports/example
 example: setup
-	@ls -d .asv/results* > /dev/null 2>&1 || { echo "make example: no asv results in .asv/results*; run make demo or a cpbench sweep first"; exit 1; }
-	for d in .asv/results*/; do d=$${d%/}; rm -rf $(EXAMPLE)/$${d#.asv/} && cp -r $$d $(EXAMPLE)/$${d#.asv/}; done
-	for d in $(EXAMPLE)/results*/; do \
-	  $(BIN)/python -c "import sys; from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path(sys.argv[1]))" $$d; done
+	@ls -d .asv/results* > /dev/null 2>&1 || echo "make example: no asv results in .asv/results* here; regenerating from the committed ones"
+	for d in $$(ls -d .asv/results*/ 2> /dev/null); do d=$${d%/}; rm -rf $(EXAMPLE)/$${d#.asv/} && cp -r $$d $(EXAMPLE)/$${d#.asv/} && \
+	  $(BIN)/python -c "import sys; from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path(sys.argv[1]))" $(EXAMPLE)/$${d#.asv/}; done
 	$(BIN)/cpbench report $$(for d in $(EXAMPLE)/results*/; do echo --results $${d%/}; done) \
 	  $$(for f in $(EXAMPLE)/segment/*.seams.json; do [ ! -f $$f ] || echo --seams $$f; done) \
-	  $$([ ! -d $(EXAMPLE)/profiles ] || echo --profiles $(EXAMPLE)/profiles) --out $(EXAMPLE)
+	  $$([ ! -d $(EXAMPLE)/profiles ] || echo --profiles $(EXAMPLE)/profiles) \
+	  $$([ ! -d reports/optimizations/results ] || echo --optimizations reports/optimizations) --out $(EXAMPLE)
 
 # the optimizations document (reports/optimizations.md): this machine's asv results of our patches
 # (.asv/optimize-results, from tools/optimize_measure.sh) copied into reports/optimizations/results with the
@@ -79,6 +80,7 @@ optimizations: setup
 	rm -rf $(OPT_DIR)/results && mkdir -p $(OPT_DIR) && cp -r .asv/optimize-results $(OPT_DIR)/results
 	$(BIN)/python -c "from pathlib import Path; from cpbench.report.select import save_commit_names; save_commit_names(Path('$(OPT_DIR)/results'))"
 	$(BIN)/cpbench optimize --report
+	@echo "the example's guidelines state the patches too: make example (it reads $(OPT_DIR))"
 
 # pytest in two passes: the tests that measure nothing on two workers (pytest-xdist; a file's tests stay
 # on one worker, so its fixtures are built once), then those marked serial (asv timings and memory

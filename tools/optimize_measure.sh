@@ -9,7 +9,8 @@
 #      project's environment, results in .asv/optimize-results through asv.optimize.json)
 #   2. two Scalene deep-dives (cpu + memory) of the targeted stage at 1024 px: the release, then the patched
 #      copy first on PYTHONPATH; compare.md of the two
-#   3. cpbench segment on $SLIDE with and without the patch, labels compared pixel for pixel
+#   3. cpbench segment on $SLIDE with and without the patch, labels compared pixel for pixel (3.x: it runs the
+#      reference model), and for the mask stages' patches mask recovery of the whole synthetic frame
 # A 3.x patch runs under .venv; a 4.x patch under .venv-cellpose4 (make .venv-cellpose4/.installed; dask
 # is added to it for cpbench segment). Measured here (2 CPUs): about 15 minutes per patch.
 set -euo pipefail
@@ -55,8 +56,17 @@ from cpbench.optimize.overlay import patched_copy; patched_copy(read_patch(PATCH
   rm -rf "$dest" && mkdir -p "$dest/release" "$dest/patched"
   for v in release patched; do cp "$tmp/$v"/*/summary.json "$tmp/$v"/*/summary.md "$dest/$v/"; done
   $BIN/cpbench profile-compare "$dest/release" "$dest/patched" --out "$dest"
-  step "$name: cpbench segment on $SLIDE with and without the patch"
-  $py -m cpbench.cli optimize --whole-slide "$SLIDE" --patch "$name"
+  case $name in  # the mask stages' patches: mask recovery of the whole synthetic frame too
+    follow-flows|flow-qc)
+      step "$name: mask recovery of the whole exemplar-001 frame with and without the patch"
+      # the reference model's flows for the frame, made once by .venv's 3.x (a 4.x release cannot run it)
+      $BIN/python -c "from cpbench.measure import inputs; inputs.flows('synthetic', 'full', 'network', 'reference', 13.0)"
+      $py -m cpbench.cli optimize --whole-frame --patch "$name" ;;
+  esac
+  case $release in  # cpbench segment runs the reference model: 3.x only (4.x would need cpsam's weights)
+    3.*) step "$name: cpbench segment on $SLIDE with and without the patch"
+         $py -m cpbench.cli optimize --whole-slide "$SLIDE" --patch "$name" ;;
+  esac
   rm -rf "$tmp"
   unset PYTHONPATH
 }

@@ -19,12 +19,13 @@ def _stable(text: str) -> list[str]:
 
 
 def test_the_example_report_regenerates_from_its_committed_results(tmp_path: Path) -> None:
-    # the arguments make example gives: every results* folder, the seam reports, the deep-dives
+    # the arguments make example gives: every results* folder, the seam reports, the deep-dives, the patches
     dirs = sorted(d.name for d in EXAMPLE.glob("results*/") if (d / "benchmarks.json").is_file())
     assert dirs, "reports/example holds no asv results: run make example"
     args = [a for d in dirs for a in ("--results", f"reports/example/{d}")]
     args += [a for f in sorted(EXAMPLE.glob("segment/*.seams.json")) for a in ("--seams", str(f.relative_to(ROOT)))]
     args += ["--profiles", "reports/example/profiles"] if (EXAMPLE / "profiles").is_dir() else []
+    args += ["--optimizations", "reports/optimizations"] if (ROOT / "reports/optimizations/results").is_dir() else []
     res = subprocess.run([sys.executable, "-m", "cpbench.cli", "report", *args, "--out", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr

@@ -34,7 +34,12 @@ def register(sub: Any) -> None:
                    help="instead: run cpbench segment on SLIDE with the installed release and with --patch applied "
                    "to a copy of it, compare the labels, and record both runs in "
                    "reports/optimizations/slides/<patch>.<slide>.json")
-    p.add_argument("--patch", help="with --whole-slide: the patch's name (cpbench optimize --list)")
+    p.add_argument("--whole-frame", action="store_true",
+                   help="instead: mask recovery on the reference model's flows for the whole synthetic exemplar-001 "
+                   "frame, with the installed release and with --patch, labels compared; recorded in "
+                   "reports/optimizations/slides/<patch>.exemplar-001-masks.json (for 4.x, where cpbench segment cannot "
+                   "run the reference model)")
+    p.add_argument("--patch", help="with --whole-slide or --whole-frame: the patch's name (cpbench optimize --list)")
     p.add_argument("--block", type=int, default=2048, help="with --whole-slide: cpbench segment's block side, px "
                    "(default 2048)")
     p.add_argument("--report", action="store_true",
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(write())
         return 0
-    if args.whole_slide:
+    if args.whole_slide or args.whole_frame:
         return _whole_slide(args)
     if args.list:
         for patch in patches(args.patches):
@@ -85,7 +90,12 @@ def _whole_slide(args: argparse.Namespace) -> int:
 
     found = {p.name: p for p in patches(args.patches)}
     if args.patch not in found:
-        raise UserError(f"--whole-slide needs --patch NAME, one of {', '.join(sorted(found))}")
+        raise UserError(f"--whole-slide and --whole-frame need --patch NAME, one of {', '.join(sorted(found))}")
+    if args.whole_frame:
+        from cpbench.optimize.slide import measure_masks
+
+        print(measure_masks(found[args.patch], OPT_DIR / "slides" / f"{args.patch}.exemplar-001-masks.json"))
+        return 0
     name = args.whole_slide.name.split(".")[0]
     out = measure(found[args.patch], args.whole_slide, OPT_DIR / "slides" / f"{args.patch}.{name}.json",
                   ["--block", str(args.block), "--no-progress"])

@@ -23,6 +23,7 @@ from cpbench.optimize.branches import Patch, patches
 from cpbench.optimize.config import CONFIG
 from cpbench.profile.compare import compare
 from cpbench.report.changes import stage_name
+from cpbench.report.document import Section
 from cpbench.report.evidence import judge
 from cpbench.report.recorded import blocks_of
 from cpbench.report.results import Row, deduplicate, load_rows
@@ -76,10 +77,20 @@ def gains(rows: list[Row], base: str, head: str) -> list[dict[str, Any]]:
         verdict = ("no change" if not j.changed else ("better" if faster else "worse") if b.measure != AP
                    else ("higher" if not faster else "lower"))
         out.append({"stage": stage_name(b.stage), "measure": b.measure, "size": b.params.get("size", ""),
-                    "other": ", ".join(f"{k}={b.params[k]}" for k in off_defaults(b)) or "defaults",
+                    "other": ", ".join(f"{k}={b.params[k]}" for k in off_defaults(b, ("size", "device", "flows"))) or "defaults",
                     "flows": b.params.get("flows", ""), "before": b.value, "after": a.value, "ratio": j.ratio,
                     "verdict": verdict, "basis": j.basis})
     return out
+
+
+def _machines(results: Path, rows: list[Row], commit: str) -> str:
+    """``machine vm (Intel(R) Xeon(R) Processor, 2 CPUs, 25.3 GB RAM)`` for the machines that measured ``commit``."""
+    out = []
+    for m in sorted({r.machine for r in rows if r.commit == commit}):
+        info = json.loads((results / m / "machine.json").read_text()) if (results / m / "machine.json").is_file() else {}
+        ram = f", {int(info['ram']) / 1e9:.1f} GB RAM" if str(info.get("ram", "")).isdigit() else ""
+        out.append(f"machine {m} ({info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs{ram})")
+    return ", ".join(out)
 
 
 def _identity(patch: Patch) -> str:
@@ -115,12 +126,30 @@ def _profiles(folder: Path, patch: Patch) -> list[str]:
     return lines
 
 
+def _frame(rec: dict[str, Any]) -> str:
+    """``synthetic full`` (the synthetic slide's whole frame) as ``synthetic exemplar-001``."""
+    return "synthetic exemplar-001" if rec["slide"] == "synthetic full" else rec["slide"]
+
+
 def _slides(records: list[dict[str, Any]], patch: Patch) -> list[str]:
     if not records:
         return [f"Not measured at whole-slide scale: `tools/optimize_measure.sh {patch.name}` runs `cpbench optimize "
                 f"--whole-slide SLIDE --patch {patch.name}`."]
-    out = ["| slide | MP | block | blocks | workers | release wall | patched wall | saved | per block (median) | "
-           "labels |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    frames = [r for r in records if r.get("kind") == "mask_recovery"]
+    records = [r for r in records if r.get("kind") != "mask_recovery"]
+    out: list[str] = []
+    for rec in frames:
+        rel, pat = rec["runs"]["release"], rec["runs"]["patched"]
+        same = "identical" if rec["labels_identical"] else f"{rec['pixels_differing']} pixels differ"
+        out += [f"Mask recovery (follow_flows, get_masks, flow QC, fill holes at Cellpose's defaults) on the reference "
+                f"model's flows for the whole {_frame(rec)} frame ({rec['shape'][0]} x {rec['shape'][1]} px, "
+                f"{rec['shape'][0] * rec['shape'][1] / 1e6:.1f} MP), each in a process of its own, median of "
+                f"{len(rel['seconds'])} calls after a warm-up: **{rel['median_s']:.3g} s -> {pat['median_s']:.3g} s "
+                f"(x{rel['median_s'] / pat['median_s']:.2f} faster)**, {rel['labels']} nuclei, labels {same}.", ""]
+    if not records:
+        return out
+    out += ["| slide | MP | block | blocks | workers | release wall | patched wall | saved | per block (median) | "
+            "labels |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     notes = []
     for rec in records:
         rel, pat = rec["runs"]["release"], rec["runs"]["patched"]
@@ -152,7 +181,7 @@ def section(patch: Patch, rows: list[Row], names: dict[str, str], folder: Path) 
     if base and head:
         table = gains(rows, base, head)
         md += [f"`asv --config {CONFIG} continuous v{patch.release} {patch.branch} --bench "
-               f"'{TARGETS.get(patch.name, '.')}'` (machine {', '.join(sorted({r.machine for r in rows if r.commit == head}))}). "
+               f"'{TARGETS.get(patch.name, '.')}'` ({_machines(folder / 'results', rows, head)}). "
                "Verdicts as the guidelines give them: asv's statistics on the recorded samples (time), asv's factor "
                "beyond the probe's resolution (memory).", "",
                "| stage | measure | size | flows | parameters | release | patched | patched/release | verdict |",
@@ -201,3 +230,47 @@ def write(folder: Path = OPT_DIR, out: Path = Path("reports/optimizations.md")) 
     for p in found:
         md += section(p, rows, names, folder)
     return write_text(out, "\n".join(md) + "\n")
+
+
+def _headline(g: list[dict[str, Any]]) -> str:
+    """The time changes of each stage at its largest size measured (network flows where both were measured)."""
+    best: dict[str, dict[str, Any]] = {}
+    for x in g:
+        if x["measure"] != TIME or x["flows"] == "ground_truth":
+            continue
+        if x["stage"] not in best or int(x["size"] or 0) > int(best[x["stage"]]["size"] or 0):
+            best[x["stage"]] = x
+    return "; ".join(f"{x['stage']} x{x['ratio']:.2f} at {x['size']} px ({x['verdict']})" for x in best.values())
+
+
+def guidelines_section(folder: Path = OPT_DIR) -> Section:
+    """The guidelines document's account of the patches measured in ``folder`` (one statement each, with
+    the whole-slide run when there is one); what is missing is named."""
+    results = folder / "results"
+    sec = Section("Optimizations of Cellpose proven with this suite")
+    if not (results / "benchmarks.json").is_file():
+        sec.missing.append(f"no patch measured in {folder}: tools/optimize_measure.sh, then make optimizations")
+        return sec
+    rows = deduplicate(load_rows(results))
+    names = saved_commit_names(results)
+    for p in patches():
+        base, head = commits(names, p)
+        g = gains(rows, base, head) if base and head else []
+        if not g:
+            sec.missing.append(f"{p.name} ({p.release}): not measured (tools/optimize_measure.sh {p.name})")
+            continue
+        worse = [x for x in g if x["verdict"] in ("worse", "lower")]
+        text = (f"`{p.name}` on Cellpose {p.release} ({p.subject}): {_headline(g)}; "
+                f"{'nothing worse' if not worse else f'{len(worse)} measurements worse'} of {len(g)} "
+                f"(asv continuous, {_machines(results, rows, head)})")
+        for path in sorted((folder / "slides").glob(f"{p.name}.*.json")):
+            rec = json.loads(path.read_text())
+            same = "labels identical" if rec["labels_identical"] else f"{rec['pixels_differing']} label pixels differ"
+            if rec.get("kind") == "mask_recovery":
+                wr, wp = (rec["runs"][k]["median_s"] for k in ("release", "patched"))
+                text += f"; mask recovery of the whole {_frame(rec)} frame: {wr:.3g} s -> {wp:.3g} s, {same}"
+                continue
+            wr, wp = (rec["runs"][k]["command_wall_s"] for k in ("release", "patched"))
+            text += f"; cpbench segment of {rec['slide']}: {wr:.0f} s -> {wp:.0f} s, {same}"
+        sec.statements.append(text + ". Details, the lines changed and the patch: optimizations.md.")
+    return sec

@@ -79,4 +79,57 @@ def measure(patch: Patch, slide: Path, out: Path, segment_args: list[str], work:
     record = {"patch": patch.path.name, "branch": patch.branch, "release": patch.release, "slide": slide.name,
               "shape": list(shape), "segment_args": segment_args, "labels_identical": same, "pixels_differing": differ,
               "runs": runs}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_text(out, json.dumps(record, indent=1) + "\n")
+
+
+MASKS_RUN = """
+import json, statistics, sys, time
+import numpy as np
+import cellpose.dynamics
+from cpbench import stages as cs
+from cpbench.measure import inputs
+dP, cellprob = inputs.flows(sys.argv[2], sys.argv[3], "network", "reference", 13.0)
+cs.masks_from_flows(dP[:, :256, :256].copy(), cellprob[:256, :256].copy())  # warm-up: numba caches, torch
+seconds = []
+for _ in range(int(sys.argv[4])):
+    t0 = time.perf_counter()
+    labels = cs.masks_from_flows(dP, cellprob)
+    seconds.append(time.perf_counter() - t0)
+np.save(sys.argv[1] + ".npy", labels)
+json.dump({"seconds": seconds, "median_s": statistics.median(seconds), "labels": int(labels.max()),
+           "shape": list(labels.shape), "dynamics": cellpose.dynamics.__file__}, open(sys.argv[1] + ".json", "w"))
+"""
+
+
+def measure_masks(patch: Patch, out: Path, dataset: str = "synthetic", size: str = "full", repeats: int = 2) -> Path:
+    """Mask recovery (follow_flows, get_masks, flow QC, fill holes: Cellpose's defaults) on the reference
+    model's flows for a whole frame (default: the synthetic exemplar-001 frame, 3138 x 2509 px), with the
+    installed release and with ``patch``, each in a process of its own, ``repeats`` timed calls after a
+    warm-up; the label images compared. For a release that cannot run the reference network (4.x), the
+    flows come from the cache a 3.x release made (``inputs.flows``). Writes the record ``out``."""
+    v, _ = installed_cellpose()
+    if v != patch.release:
+        raise UserError(f"{patch.path.name} targets Cellpose {patch.release}, but this Python has {v}; run under "
+                        f"a Python with cellpose=={patch.release}")
+    src = str(Path(__file__).resolve().parents[2])
+    with tempfile.TemporaryDirectory(prefix="cpbench-opt-masks-") as tmp:
+        tmp_dir = Path(tmp)
+        overlay = patched_copy(patch, tmp_dir / "overlay")
+        runs = {}
+        for name, first in tqdm([("release", None), ("patched", str(overlay))], desc=f"{patch.name}: mask recovery",
+                                unit="run"):
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (first, src, os.environ.get("PYTHONPATH")) if p))
+            res = subprocess.run([sys.executable, "-c", MASKS_RUN, str(tmp_dir / name), dataset, size, str(repeats)],
+                                 env=env, capture_output=True, text=True)
+            if res.returncode != 0:
+                why = (res.stderr.strip().splitlines() or ["no message"])[-1]
+                raise UserError(f"mask recovery on {dataset} {size} failed ({name}): {why}")
+            runs[name] = json.loads((tmp_dir / f"{name}.json").read_text())
+        a, b = (np.load(tmp_dir / f"{n}.npy") for n in ("release", "patched"))
+        differ = int(np.count_nonzero(a != b)) if a.shape == b.shape else int(a.size)
+    record = {"kind": "mask_recovery", "patch": patch.path.name, "branch": patch.branch, "release": patch.release,
+              "slide": f"{dataset} {size}", "shape": runs["release"]["shape"], "labels_identical": differ == 0,
+              "pixels_differing": differ, "runs": runs}
+    out.parent.mkdir(parents=True, exist_ok=True)
     return write_text(out, json.dumps(record, indent=1) + "\n")

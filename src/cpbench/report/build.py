@@ -49,9 +49,11 @@ def _describe(info: dict[str, str], machine: str) -> str:
 
 def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
                      history_repo: Path = Path("data/cellpose"),
-                     recorded: tuple[list[SegmentRun], list[Profile]] = ([], [])) -> tuple[Path, Path]:
+                     recorded: tuple[list[SegmentRun], list[Profile]] = ([], []),
+                     optimizations: Path | None = None) -> tuple[Path, Path]:
     """Write the document and its figures into ``out``; returns (markdown, html) paths. ``recorded``: seam
-    reports of cpbench segment runs and cpbench profile deep-dives to draw beside the asv results."""
+    reports of cpbench segment runs and cpbench profile deep-dives to draw beside the asv results;
+    ``optimizations``: the folder of our measured Cellpose patches (cpbench.optimize.report)."""
     out.mkdir(parents=True, exist_ok=True)
     names = {k: v for d in results_dirs for k, v in saved_commit_names(d).items()} | commit_names(history_repo)
     measured = sum(r.value is not None for r in rows)
@@ -94,11 +96,16 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
     if not major:
         ranked.missing.append("nothing measured changes a run by 1 % or more; run: cpbench sweep scaling")
     howto = [howto_section(SlideModel(snap_rows, device), _ram(info), label) for device in devices(snap_rows)]
+    optimized = []
+    if optimizations is not None:
+        from cpbench.optimize.report import guidelines_section
+
+        optimized.append(guidelines_section(optimizations))
     below = Section(f"Findings below {MIN_EFFECT:.0%} of a run (not guidelines)",
                     statements=[f.claim for f in minor])
     studies = [sec for device in devices(snap_rows) for sec in (fast_section(machine_rows, out, device),
                                                                   channel_section(machine_rows, device))]
     runs = [segment_section(recorded[0], snap_rows, device) for device in devices(snap_rows)]
     return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble,
-                          [*opening, ranked, *howto, *sections, density_section(machine_rows), *studies, *runs,
+                          [*opening, ranked, *howto, *optimized, *sections, density_section(machine_rows), *studies, *runs,
                            profile_section(recorded[1]), below])

@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument("--profiles", type=Path, action="append", default=[], metavar="DIR",
                    help="a cpbench profile run folder, or a folder of them (repeatable): the source lines behind "
                         "a stage's time")
+    p.add_argument("--optimizations", type=Path, default=None, metavar="DIR",
+                   help="also state the Cellpose patches measured in DIR (reports/optimizations: make optimizations)")
     p.add_argument("--table", action="store_true",
                    help="only print the stage table(s) of the newest results; write nothing (make demo shows the "
                         "first size this way while the rest runs)")
@@ -143,6 +145,6 @@ def run(args: argparse.Namespace) -> int:
                               f"Cellpose stage costs on {device} ({machine})")
         print(md)
         print(f"wrote {args.out / f'stage_table_{device}.md'} and {png}")
-    md_path, html_path = write_guidelines(rows, dirs, args.out, recorded=recorded)
+    md_path, html_path = write_guidelines(rows, dirs, args.out, recorded=recorded, optimizations=args.optimizations)
     print(f"wrote {md_path} and {html_path} (figures in {args.out})")
     return 0
