@@ -28,14 +28,20 @@ def installed_cellpose() -> tuple[str, Path]:
     return v, Path(spec.origin).parent
 
 
-def patched_copy(patch: Patch, dest: Path) -> Path:
-    """``dest/cellpose``: the installed Cellpose with ``patch`` applied; returns ``dest`` (the folder to put
-    first on ``PYTHONPATH``). One-line UserError when the installed release is not the one the patch
-    targets or the patch does not apply to it."""
+def require_release(patch: Patch) -> tuple[str, Path]:
+    """:func:`installed_cellpose`, or a one-line UserError when it is not the release ``patch`` targets."""
     v, pkg = installed_cellpose()
     if v != patch.release:
         raise UserError(f"{patch.path.name} targets Cellpose {patch.release}, but this Python has {v}; run under "
                         f"a Python with cellpose=={patch.release} (e.g. .venv-cellpose4 for 4.x)")
+    return v, pkg
+
+
+def patched_copy(patch: Patch, dest: Path) -> Path:
+    """``dest/cellpose``: the installed Cellpose with ``patch`` applied; returns ``dest`` (the folder to put
+    first on ``PYTHONPATH``). One-line UserError when the installed release is not the one the patch
+    targets or the patch does not apply to it."""
+    v, pkg = require_release(patch)
     copy = dest / "cellpose"
     if copy.exists():
         shutil.rmtree(copy)

@@ -21,7 +21,7 @@ from typing import Any
 
 from cpbench.optimize.branches import Patch, patches
 from cpbench.optimize.config import CONFIG
-from cpbench.profile.compare import compare
+from cpbench.profile.compare import compare, load_run
 from cpbench.report.changes import stage_name
 from cpbench.report.document import Section
 from cpbench.report.evidence import judge
@@ -86,12 +86,10 @@ def gains(rows: list[Row], base: str, head: str) -> list[dict[str, Any]]:
 
 def _machines(results: Path, rows: list[Row], commit: str) -> str:
     """``machine vm (Intel(R) Xeon(R) Processor, 2 CPUs, 25.3 GB RAM)`` for the machines that measured ``commit``."""
-    out = []
-    for m in sorted({r.machine for r in rows if r.commit == commit}):
-        info = json.loads((results / m / "machine.json").read_text()) if (results / m / "machine.json").is_file() else {}
-        ram = f", {int(info['ram']) / 1e9:.1f} GB RAM" if str(info.get("ram", "")).isdigit() else ""
-        out.append(f"machine {m} ({info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs{ram})")
-    return ", ".join(out)
+    from cpbench.report.build import describe_machine, machine_info
+
+    return ", ".join(describe_machine(machine_info([results], m), m)
+                     for m in sorted({r.machine for r in rows if r.commit == commit}))
 
 
 def _identity(patch: Patch) -> str:
@@ -108,7 +106,7 @@ def _profiles(folder: Path, patch: Patch) -> list[str]:
     if not (a_dir / "summary.json").is_file() or not (b_dir / "summary.json").is_file():
         return [f"Not profiled: `tools/optimize_measure.sh {patch.name}` runs `cpbench profile STAGE --param "
                 f"size=1024 --mode both` under the release and with the patched copy first on PYTHONPATH, into {folder}."]
-    a, b = (json.loads((d / "summary.json").read_text()) for d in (a_dir, b_dir))
+    a, b = load_run(a_dir), load_run(b_dir)
     sa, sb = (statistics.median(x["run"]["plain"]["call_s"]) for x in (a, b))
     calls = [x["run"]["profiled"]["repeats"] for x in (a, b)]
     mb = [sum(ln["malloc_mb"] for ln in x["lines"]) / n for x, n in zip((a, b), calls)]
@@ -176,8 +174,9 @@ def _slides(records: list[dict[str, Any]], patch: Patch) -> list[str]:
     return out + [""] + notes
 
 
-def section(patch: Patch, rows: list[Row], names: dict[str, str], folder: Path) -> list[str]:
-    """The Markdown section of one patch."""
+def section(patch: Patch, rows: list[Row], names: dict[str, str], folder: Path,
+            table: list[dict[str, Any]]) -> list[str]:
+    """The Markdown section of one patch; ``table``: its :func:`gains`."""
     body, stat = message(patch)
     base, head = commits(names, patch)
     md = [f"## {patch.name}: {patch.subject}", "",
@@ -186,7 +185,6 @@ def section(patch: Patch, rows: list[Row], names: dict[str, str], folder: Path) 
           f"the same commit on every machine). File: `{patch.path.relative_to(ROOT)}`.", "",
           "### What changed and why", "", body, "", "```", stat, "```", "", "### Gain per stage (asv continuous)", ""]
     if base and head:
-        table = gains(rows, base, head)
         md += [f"`asv --config {CONFIG} continuous v{patch.release} {patch.branch} --bench "
                f"'{TARGETS.get(patch.name, '.')}'` ({_machines(folder / 'results', rows, head)}). "
                "Verdicts as the guidelines give them: asv's statistics on the recorded samples (time), asv's factor "
@@ -227,15 +225,16 @@ def write(folder: Path = OPT_DIR, out: Path = Path("reports/optimizations.md")) 
           "its release with stock asv, profiled line by line, run on a whole slide, and checked for the "
           "release's own output by a test in CI.", "",
           "| patch | release | what | asv: better / measured | worse |", "|---|---|---|---:|---|"]
+    tables = {}
     for p in found:
         base, head = commits(names, p)
-        g = gains(rows, base, head) if base and head else []
+        g = tables[p.name] = gains(rows, base, head) if base and head else []
         worse = sum(x["verdict"] in ("worse", "lower") for x in g)
         md.append(f"| {p.name} | {p.release} | {p.subject} | "
                   f"{sum(x['verdict'] == 'better' for x in g)} / {len(g)} | {worse if g else 'not measured'} |")
     md.append("")
     for p in found:
-        md += section(p, rows, names, folder)
+        md += section(p, rows, names, folder, tables[p.name])
     return write_text(out, "\n".join(md) + "\n")
 
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from cpbench.errors import UserError
 from cpbench.io.files import write_text
 from cpbench.optimize.branches import Patch
-from cpbench.optimize.overlay import installed_cellpose, patched_copy
+from cpbench.optimize.overlay import patched_copy, require_release
 from cpbench.segment.picture import read_labels
 from cpbench.segment.run import seam_report_path
 
@@ -31,10 +31,15 @@ from cpbench.segment.run import seam_report_path
 BAND = 2048
 
 
+def _env(first: str | None) -> dict[str, str]:
+    """This process's environment with ``first`` (a patched copy, or None) and cpbench's own src/ (as an
+    editable install has it) ahead on PYTHONPATH."""
+    src = str(Path(__file__).resolve().parents[2])
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (first, src, os.environ.get("PYTHONPATH")) if p))
+
+
 def _segment(slide: Path, out: Path, args: list[str], pythonpath: str | None) -> dict[str, Any]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[2])  # cpbench's own src/, as an editable install has it
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, src, env.get("PYTHONPATH")) if p)
+    env = _env(pythonpath)
     cmd = [sys.executable, "-m", "cpbench.cli", "segment", str(slide), "--out", str(out), "--overwrite", *args]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -61,10 +66,7 @@ def measure(patch: Patch, slide: Path, out: Path, segment_args: list[str], work:
     """Segment ``slide`` with the installed release and with ``patch`` (release first, then patched), compare
     the labels, and write the record ``out`` (JSON): the patch, the release, the slide, the options, both
     seam reports, whether the labels are identical. Returns ``out``."""
-    v, _ = installed_cellpose()
-    if v != patch.release:
-        raise UserError(f"{patch.path.name} targets Cellpose {patch.release}, but this Python has {v}; run under "
-                        f"a Python with cellpose=={patch.release}")
+    require_release(patch)
     if not slide.is_file():
         raise UserError(f"{slide} does not exist; make a synthetic slide first (cpbench synth exemplar-001)")
     with tempfile.TemporaryDirectory(prefix="cpbench-opt-slide-", dir=work) as tmp:
@@ -108,20 +110,15 @@ def measure_masks(patch: Patch, out: Path, dataset: str = "synthetic", size: str
     installed release and with ``patch``, each in a process of its own, ``repeats`` timed calls after a
     warm-up; the label images compared. For a release that cannot run the reference network (4.x), the
     flows come from the cache a 3.x release made (``inputs.flows``). Writes the record ``out``."""
-    v, _ = installed_cellpose()
-    if v != patch.release:
-        raise UserError(f"{patch.path.name} targets Cellpose {patch.release}, but this Python has {v}; run under "
-                        f"a Python with cellpose=={patch.release}")
-    src = str(Path(__file__).resolve().parents[2])
+    require_release(patch)
     with tempfile.TemporaryDirectory(prefix="cpbench-opt-masks-") as tmp:
         tmp_dir = Path(tmp)
         overlay = patched_copy(patch, tmp_dir / "overlay")
         runs = {}
         for name, first in tqdm([("release", None), ("patched", str(overlay))], desc=f"{patch.name}: mask recovery",
                                 unit="run"):
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (first, src, os.environ.get("PYTHONPATH")) if p))
             res = subprocess.run([sys.executable, "-c", MASKS_RUN, str(tmp_dir / name), dataset, size, str(repeats)],
-                                 env=env, capture_output=True, text=True)
+                                 env=_env(first), capture_output=True, text=True)
             if res.returncode != 0:
                 why = (res.stderr.strip().splitlines() or ["no message"])[-1]
                 raise UserError(f"mask recovery on {dataset} {size} failed ({name}): {why}")

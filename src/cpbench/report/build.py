@@ -41,7 +41,8 @@ def _ram(info: dict[str, str]) -> float | None:
     return float(text) if text.isdigit() else None
 
 
-def _describe(info: dict[str, str], machine: str) -> str:
+def describe_machine(info: dict[str, str], machine: str) -> str:
+    """``machine vm (AMD EPYC, 2 CPUs, 25.3 GB RAM)`` from :func:`machine_info`."""
     ram = _ram(info)
     return (f"machine {machine} ({info.get('cpu', '?')}, {info.get('num_cpu', '?')} CPUs"
             + (f", {ram / 1e9:.1f} GB RAM" if ram else "") + ")")
@@ -73,7 +74,7 @@ def write_guidelines(rows: list[Row], results_dirs: list[Path], out: Path,
         sections.append(Section("Scaling with image size", missing=["no stage measured at several sizes"]))
         return write_document(out, "Cellpose at whole-slide scale: guidelines", preamble, sections)
     info = machine_info(results_dirs, snap.machine)
-    label = f"{_describe(info, snap.machine)}, Cellpose {commit_label(snap.commit, names)}"
+    label = f"{describe_machine(info, snap.machine)}, Cellpose {commit_label(snap.commit, names)}"
     preamble.append(f"Scaling, breakdown and projections: {label}, asv environment {snap.env}.")
     snap_rows = snap.rows(rows)
     fits = {}
