@@ -27,6 +27,15 @@ def auto_overlap(diameter_px: float) -> int:
     return math.ceil(OVERLAP_PER_DIAMETER * diameter_px)
 
 
+def parse_overlap(text: str) -> int | None:
+    """``--overlap``: ``"auto"`` (None: :func:`auto_overlap` of the diameter) or a whole number of pixels."""
+    if text == "auto":
+        return None
+    if not text.isdigit():
+        raise UserError(f"--overlap {text!r}: give 'auto' or a whole number of pixels")
+    return int(text)
+
+
 def intersect(a: Window, b: Window) -> Window | None:
     """The common part of two windows, or None when they do not overlap."""
     y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])

@@ -46,6 +46,9 @@ def register(sub: Any) -> None:
                         "failure so that a re-run resumes, removed after success unless --keep-work")
     p.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--plan", type=Path, default=None, metavar="PLAN.json",
+                   help="the plan of this run (cpbench plan): recorded in the seam report, so that "
+                   "cpbench plan --check LABELS.seams.json compares predicted and measured")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -90,16 +93,6 @@ def picture(args: argparse.Namespace) -> int:
     return 0
 
 
-def _overlap(text: str) -> int | None:
-    from cpbench.errors import UserError
-
-    if text == "auto":
-        return None
-    if not text.isdigit():
-        raise UserError(f"--overlap {text!r}: give 'auto' or a whole number of pixels")
-    return int(text)
-
-
 def _check_work(work: Path, plan: Any) -> None:
     """A work folder left by a different run (other image, grid or model) cannot be resumed."""
     from dataclasses import asdict
@@ -121,9 +114,14 @@ def _check_work(work: Path, plan: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the input, start or join the cluster, run the passes, report."""
+    import time
+
     from cpbench.errors import UserError
+
+    started = time.perf_counter()
     from cpbench.measure.suite import THREADS_ENV, pin_threads
     from cpbench.segment import run as srun
+    from cpbench.segment.blocks import parse_overlap
 
     out = args.out.absolute()
     srun.check_output(out, args.overwrite)
@@ -133,11 +131,12 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size < 1:
             raise UserError(f"--batch-size {args.batch_size}: give 1 or more")
         eval_kw["batch_size"] = args.batch_size
-    plan = srun.plan_for(args.image.absolute(), args.channel, args.block, _overlap(args.overlap), args.model,
+    plan = srun.plan_for(args.image.absolute(), args.channel, args.block, parse_overlap(args.overlap), args.model,
                          args.diameter, args.device, work, eval_kw)
     from cpbench.models import registry
 
     registry.resolve(args.model, download=False)  # a model that cannot be had: one line, before any work
+    recorded_plan = _read_plan(args.plan) if args.plan is not None else None
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads}: give 1 or more")
@@ -145,40 +144,41 @@ def run(args: argparse.Namespace) -> int:
     threads = pin_threads()  # the workers inherit the variables torch, numba and BLAS read
     _check_work(work, plan)
 
-    from distributed import Client, LocalCluster
+    from cpbench.segment import cluster as dcluster
 
-    if args.scheduler:
-        try:
-            client = Client(args.scheduler, timeout="20s")
-        except OSError as exc:
-            raise UserError(f"cannot reach the dask scheduler {args.scheduler} ({exc}); check the address") from None
-        cluster = None
-    else:
-        n = args.workers or max(1, (os.cpu_count() or 1) // threads)
-        if n < 1:
-            raise UserError(f"--workers {n}: give 1 or more")
-        import dask
-
-        from cpbench.measure.suite import THREAD_VARS
-
-        # distributed's nannies set OMP/MKL/OpenBLAS to 1 thread and glibc's trim threshold to 64 KiB in
-        # each worker by default; the workers get the suite's thread count instead, and glibc's defaults.
-        # Measured, 2048 px in 1024 px blocks, 1 worker x 2 threads: 94.1 s and 1710 MB (all processes);
-        # with the 64 KiB trim threshold kept 138.8 s and 1461 MB; distributed's defaults 122.8 s, 1465 MB
-        env = {v: str(threads) for v in THREAD_VARS}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}: give 1 or more")
+    client, cluster = dcluster.start(args.scheduler, args.workers, threads)
+    n_workers = len(client.scheduler_info()["workers"])
     try:
         outcome, _ = srun.run(plan, client, out, progress=not args.no_progress)
     except srun.BlocksFailed as exc:
         raise UserError(f"{exc}; the blocks done are kept in {work}: re-run the same command to resume") from None
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        dcluster.stop(client, cluster)
     if not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
+    report = srun.seam_report_path(out)
+    # the whole run as a user waits for it (cluster start to the last byte written), and the cluster's size
+    srun.add_to_seam_report(report, wall_seconds=round(time.perf_counter() - started, 2), cluster_workers=n_workers,
+                            **({"plan": recorded_plan} if recorded_plan is not None else {}))
     print(srun.describe_outcome(outcome))
-    print(f"labels: {out}\nseam report: {srun.seam_report_path(out)}", file=sys.stdout)
+    print(f"labels: {out}\nseam report: {report}", file=sys.stdout)
+    if recorded_plan is not None:
+        print(f"predicted vs measured: cpbench plan --check {report}")
     return 0
+
+
+def _read_plan(path: Path) -> dict[str, Any]:
+    """The plan given with --plan, read before any work (one-line errors)."""
+    from cpbench.errors import UserError
+
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--plan {path} does not exist: give the plan.json cpbench plan wrote") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--plan {path} is not a readable plan ({' '.join(str(exc).split())})") from None
+    if not isinstance(doc, dict) or "runs" not in doc:
+        raise UserError(f"--plan {path} is not a plan written by cpbench plan (no 'runs')")
+    return doc

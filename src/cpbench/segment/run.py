@@ -227,6 +227,15 @@ def write_seam_report(path: Path, plan: tasks.Plan, outcome: Outcome, res: Resol
     write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
+def add_to_seam_report(path: Path, **fields: Any) -> None:
+    """Add ``fields`` to the seam report at ``path`` (atomic)."""
+    from cpbench.io.files import write_text
+
+    doc = json.loads(path.read_text())
+    doc.update(fields)
+    write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
 def check_output(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot be written."""
     from cpbench.io.files import unwritable_reason

@@ -180,7 +180,7 @@ def _segment(plan: Plan, idx: Index) -> BlockDone:
                      process_peak_bytes())
 
 
-def _stored_labels(plan: Plan, idx: Index) -> np.ndarray:
+def stored_labels(plan: Plan, idx: Index) -> np.ndarray:
     """Block ``idx``'s read-window labels (local ids) from the work folder."""
     h, w = plan.grid.at(*idx).read_shape
     return np.asarray(_store(plan, "labels.zarr")[idx[0], idx[1], :h, :w])
@@ -193,7 +193,7 @@ def seam_task(plan: Plan, a: Index, b: Index) -> SeamMatch:
     tb, _ = load_table(plan, b)
     if not len(ta.ids) or not len(tb.ids):  # nothing to match
         return SeamMatch(a, b, np.zeros((0, 2), np.int64), np.zeros(0), np.zeros((0, 2), np.int64))
-    return match_seam(g.at(*a), _stored_labels(plan, a), ta, g.at(*b), _stored_labels(plan, b), tb)
+    return match_seam(g.at(*a), stored_labels(plan, a), ta, g.at(*b), stored_labels(plan, b), tb)
 
 
 def compose_task(plan: Plan, idx: Index, maps: dict[Index, np.ndarray]) -> int:
@@ -202,7 +202,7 @@ def compose_task(plan: Plan, idx: Index, maps: dict[Index, np.ndarray]) -> int:
     g = plan.grid
     blk = g.at(*idx)
     # a block that keeps nothing paints nothing: its labels are not read (nor its table)
-    core, clashes = compose(g, blk, lambda i: _stored_labels(plan, i) if maps[i].any() else None, maps.__getitem__)
+    core, clashes = compose(g, blk, lambda i: stored_labels(plan, i) if maps[i].any() else None, maps.__getitem__)
     y0, y1, x0, x1 = blk.core
     _store(plan, "out.zarr")[y0:y1, x0:x1] = core
     return clashes
