@@ -21,7 +21,7 @@ def _cpbench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_sub_command(tmp_path: Path) -> None:
     res = _cpbench("--help", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    for command in ("synth", "info", "fetch", "report", "cellpose-history", "sweep", "profile", "segment"):
+    for command in ("synth", "info", "fetch", "report", "cellpose-history", "sweep", "profile", "segment", "plan"):
         assert command in res.stdout
 
 

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cpbench.measure.cli",
     "cpbench.profile.cli",
     "cpbench.segment.cli",
+    "cpbench.plan.cli",
     "cpbench.optimize.cli",
 )
 

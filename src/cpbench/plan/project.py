@@ -1,0 +1,300 @@
+"""From sampled blocks to a whole run: per-block seconds and memory, wall time on 1..N workers, the
+client's memory, the output's size, whole-image eval, and the block size and worker count that fit a
+memory budget. The block-grid arithmetic (:func:`block_shapes`, :func:`makespan`) is shared with the
+guidelines' "how to segment each challenge image" table.
+
+Models (each fitted to the samples; their ranges come from the samples' spread):
+
+* block seconds = rate(signal) x read pixels, rate linear in the block's survey signal (least squares);
+  a bare-glass block costs its read only (the histogram task's seconds per pixel). Range: the
+  leave-one-out errors of the rate over the samples (each sample predicted from the others), at least
+  :data:`MIN_SPREAD` either way;
+* a worker's peak resident memory = floor + bytes per read pixel x pixels (least squares over the
+  warm-up and the samples), its high end the largest sample above that line;
+* passes after the blocks (seams, compose, write) each read or write the slide's labels once: estimated
+  at :data:`OTHER_PASSES` x the histogram's seconds per pixel (the labels are uint32, twice a uint16
+  channel's bytes, over three passes): a labelled estimate, a few % of a run;
+* the client holds every block's object table: bytes per nucleus measured on a sample's table, doubled
+  for the label maps and the resolution's temporaries.
+
+Units: seconds, bytes, pixels.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cpbench.plan.sample import Sample, Warmup
+
+#: a range is at least this relative spread either way (the run-to-run noise of a shared VM is larger)
+MIN_SPREAD = 0.05
+#: the passes after the blocks, in histogram-pass equivalents (three passes over uint32 labels)
+OTHER_PASSES = 6.0
+#: a block size is recommended only within this many times the largest window sampled (pixels)
+MAX_EXTRAPOLATION = 20.0
+#: a pyramid's levels add a third to the full level (1/4 + 1/16 + ...)
+PYRAMID_FACTOR = 4.0 / 3.0
+
+
+@dataclass(frozen=True)
+class Range:
+    """A predicted quantity with its range (same unit)."""
+
+    value: float
+    low: float
+    high: float
+
+    def scaled(self, f: float) -> Range:
+        return Range(self.value * f, self.low * f, self.high * f)
+
+    def plus(self, other: Range | float) -> Range:
+        o = other if isinstance(other, Range) else Range(other, other, other)
+        return Range(self.value + o.value, self.low + o.low, self.high + o.high)
+
+    def as_dict(self, unit: str) -> dict[str, float | str]:
+        return {"value": round(self.value, 3), "low": round(self.low, 3), "high": round(self.high, 3), "unit": unit}
+
+
+def block_shapes(shape: tuple[int, int], side: int) -> list[tuple[int, int]]:
+    """The core shapes (px) of a ``side`` px block grid over ``shape``, raster order (edge blocks smaller)."""
+    def edges(n: int) -> list[int]:
+        return [side] * (n // side) + ([n % side] if n % side else [])
+
+    return [(h, w) for h in edges(shape[0]) for w in edges(shape[1])]
+
+
+def makespan(seconds: Sequence[float], workers: int) -> float:
+    """Seconds until ``workers`` finish tasks of ``seconds`` handed out longest first to the least busy
+    worker (dask hands out in submission order; longest-first is the bound it approaches)."""
+    loads = [0.0] * max(1, workers)
+    for s in sorted(seconds, reverse=True):
+        heapq.heapreplace(loads, loads[0] + s)
+    return max(loads)
+
+
+def _linear(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(intercept, slope) by least squares; the mean and 0 when x does not vary."""
+    if len(x) < 2 or float(np.ptp(x)) < 1e-9:
+        return float(np.mean(y)), 0.0
+    slope, icpt = np.polyfit(x, y, 1)
+    return float(icpt), float(slope)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """The fitted models (see the module's docstring)."""
+
+    rate: tuple[float, float]  # block seconds per read pixel = rate[0] + rate[1] * signal
+    spread: tuple[float, float]  # relative (low, high) of a prediction, e.g. (-0.08, 0.12)
+    read_rate: float  # histogram task's seconds per pixel
+    nuclei: tuple[float, float]  # nuclei per read pixel, linear in signal
+    cell: tuple[float, float]  # cell pixels per read pixel, linear in signal
+    label_bytes: tuple[float, float]  # zlib bytes of labels per pixel, linear in signal
+    memory: tuple[float, float]  # worker peak = memory[0] + memory[1] * read pixels, bytes
+    memory_excess: float  # the largest measured peak above the line, bytes
+    largest_sampled: int  # pixels of the largest window sampled
+    table_bytes_per_nucleus: float
+
+    def block_seconds(self, signal: float, pixels: int, empty: bool) -> float:
+        if empty:
+            return self.read_rate * pixels
+        return max(self.rate[0] + self.rate[1] * signal, 0.1 * self.rate[0] if self.rate[0] > 0 else 1e-9) * pixels
+
+    def per_pixel(self, model: tuple[float, float], signal: float) -> float:
+        return max(model[0] + model[1] * signal, 0.0)
+
+    def worker_peak(self, pixels: int) -> Range:
+        v = self.memory[0] + self.memory[1] * pixels
+        return Range(v, v, v + self.memory_excess)
+
+
+def fit(warm: Warmup, samples: Sequence[Sample], table_bytes_per_nucleus: float) -> Costs:
+    """The models from the warm-up and the samples."""
+    sig = np.array([s.signal for s in samples])
+    px = np.array([s.pixels for s in samples], float)
+    rate = np.array([s.seconds for s in samples]) / px
+    r = _linear(sig, rate)
+    errs = []
+    if len(samples) >= 3:
+        for i in range(len(samples)):
+            keep = np.arange(len(samples)) != i
+            a, b = _linear(sig[keep], rate[keep])
+            errs.append((a + b * sig[i]) / rate[i] - 1.0)
+    elif len(samples) == 2:
+        errs = [float(rate.min() / rate.mean() - 1.0), float(rate.max() / rate.mean() - 1.0)]
+    spread = (min([-MIN_SPREAD, *errs]), max([MIN_SPREAD, *errs]))
+    allp = [warm.sample, *samples]
+    mx = np.array([s.pixels for s in allp], float)
+    my = np.array([s.peak_bytes for s in allp], float)
+    mem = _linear(mx, my)
+    excess = float(max(0.0, *(my - (mem[0] + mem[1] * mx))))
+    return Costs(
+        rate=r, spread=spread,
+        read_rate=float(np.sum([s.histogram_seconds for s in samples]) / np.sum(px)),
+        nuclei=_linear(sig, np.array([s.nuclei for s in samples]) / px),
+        cell=_linear(sig, np.array([s.cell_pixels for s in samples]) / px),
+        label_bytes=_linear(sig, np.array([s.label_bytes for s in samples]) / px),
+        memory=mem, memory_excess=excess, largest_sampled=int(mx.max()),
+        table_bytes_per_nucleus=table_bytes_per_nucleus,
+    )
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of the planned grid as the survey sees it: read shape (px), signal, bare glass."""
+
+    read: tuple[int, int]
+    signal: float
+    empty: bool
+
+    @property
+    def pixels(self) -> int:
+        return self.read[0] * self.read[1]
+
+
+@dataclass(frozen=True)
+class RunPrediction:
+    """One run: a grid of blocks on ``workers`` workers."""
+
+    block: int
+    workers: int
+    blocks: int
+    empty: int
+    wall: Range  # seconds
+    block_seconds: Range  # sum over the blocks, seconds (one worker's work)
+    worker_peak: Range  # bytes, one worker
+    client_peak: Range  # bytes
+    total_peak: Range  # bytes, client + every worker and its nanny
+    nuclei: float
+    output_bytes: float
+    extrapolation: float  # the largest read window / the largest window sampled
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the run goes: cores, torch threads per worker, the device, what starting costs (seconds:
+    the cluster, a worker's model load and first call) and the client's own resident memory (bytes)."""
+
+    cores: int
+    threads: int
+    device: str
+    cluster_seconds: float
+    worker_start_seconds: float
+    client_bytes: int
+    nanny_bytes: int
+
+    def slowdown(self, workers: int) -> float:
+        """How much longer each block takes when ``workers`` share this machine: cores shared by more
+        threads than there are; on a GPU, workers share the one device (no gain assumed beyond one)."""
+        if self.device.split(":")[0] == "cuda":
+            return float(workers)
+        return max(1.0, workers * self.threads / max(self.cores, 1))
+
+
+def predict(costs: Costs, blocks: Sequence[Block], side: int, workers: int, machine: Machine) -> RunPrediction:
+    """Wall time, memory, nuclei and output size of one run (see the module's docstring)."""
+    secs = [costs.block_seconds(b.signal, b.pixels, b.empty) for b in blocks]
+    px = sum(b.pixels for b in blocks)
+    hist = costs.read_rate * px
+    slow = machine.slowdown(workers)
+    lo, hi = 1.0 + costs.spread[0], 1.0 + costs.spread[1]
+    span = makespan(secs, workers) * slow
+    passes = (hist / workers) * slow + OTHER_PASSES * hist
+    start = machine.cluster_seconds + machine.worker_start_seconds
+    wall = Range(start + passes + span, start + passes + span * lo, start + passes + span * hi)
+    total = sum(secs)
+    live = [b for b in blocks if not b.empty]
+    nuclei = sum(costs.per_pixel(costs.nuclei, b.signal) * b.pixels for b in live)
+    out = PYRAMID_FACTOR * sum(costs.per_pixel(costs.label_bytes, b.signal) * b.pixels for b in live)
+    biggest = max((b.pixels for b in live), default=0)
+    worker = costs.worker_peak(biggest)
+    client_v = machine.client_bytes + 2 * costs.table_bytes_per_nucleus * nuclei
+    client = Range(client_v, machine.client_bytes, client_v * (1 + MIN_SPREAD))
+    total_peak = client.plus(worker.plus(machine.nanny_bytes).scaled(workers))
+    return RunPrediction(side, workers, len(blocks), len(blocks) - len(live), wall, Range(total, total * lo, total * hi),
+                         worker, client, total_peak, nuclei, out, biggest / max(costs.largest_sampled, 1))
+
+
+def whole_image(costs: Costs, shape: tuple[int, int], signal: float, machine: Machine) -> tuple[Range, Range, float]:
+    """Whole-image eval (one block the size of the slide, the same path): (seconds, peak bytes of the
+    process, extrapolation factor in pixels over the largest window sampled)."""
+    px = shape[0] * shape[1]
+    s = costs.block_seconds(signal, px, False)
+    t = Range(s, s * (1 + costs.spread[0]), s * (1 + costs.spread[1])).plus(machine.worker_start_seconds)
+    return t, costs.worker_peak(px), px / max(costs.largest_sampled, 1)
+
+
+def fits(pred: RunPrediction, memory: float) -> bool:
+    """Whether the run's high end of peak memory (every process) stays within ``memory`` bytes."""
+    return pred.total_peak.high <= memory
+
+
+def most_workers(costs: Costs, blocks: Sequence[Block], side: int, machine: Machine, memory: float,
+                 limit: int) -> int:
+    """The most workers (up to ``limit``) whose run fits ``memory``; 0 when not even one does."""
+    n = 0
+    for w in range(1, max(limit, 1) + 1):
+        if fits(predict(costs, blocks, side, w, machine), memory):
+            n = w
+        else:
+            break
+    return n
+
+
+def worker_floor(costs: Costs, machine: Machine, warm: Warmup) -> float:
+    """The least memory a run can have, bytes: the client and one worker (its nanny too) that holds
+    the model and a small block (the warm-up's peak)."""
+    return machine.client_bytes + machine.nanny_bytes + max(warm.sample.peak_bytes, warm.floor_bytes)
+
+
+def local_workers(machine: Machine) -> int:
+    """Workers that do not share cores: cores // threads (one on a GPU), at least 1."""
+    if machine.device.split(":")[0] == "cuda":
+        return 1
+    return max(1, machine.cores // max(machine.threads, 1))
+
+
+def side_candidates(sampled: int, overlap: int, largest_sampled: int, given: int | None) -> list[int]:
+    """Block sides to consider: ``given``, else the sampled side times powers of two whose read window
+    stays within :data:`MAX_EXTRAPOLATION` x the largest window sampled."""
+    if given is not None:
+        return [given]
+    out = []
+    side = sampled
+    while (side + 2 * overlap) ** 2 <= MAX_EXTRAPOLATION * largest_sampled:
+        out.append(side)
+        side *= 2
+    return out or [sampled]
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def grid_size(shape: tuple[int, int], side: int) -> int:
+    """Blocks of a ``side`` px grid over ``shape``."""
+    return ceil_div(shape[0], side) * ceil_div(shape[1], side)
+
+
+def human_seconds(s: float) -> str:
+    """``42 s``, ``12.5 min``, ``3.1 h``."""
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2g} h"
+
+
+def human_bytes(b: float) -> str:
+    """``850 MB``, ``1.9 GB``."""
+    return f"{b / 1e6:.0f} MB" if b < 1e9 else f"{b / 1e9:.3g} GB"
+
+
+def ratio_text(a: float, b: float) -> str:
+    """``+12 %`` (a over b) or ``n/a``."""
+    return f"{(a / b - 1) * 100:+.0f} %" if b and math.isfinite(a / b) else "n/a"
