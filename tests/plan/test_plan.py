@@ -98,10 +98,15 @@ def _sample(signal: float, seconds: float, peak: float, px: int = 10_000) -> Sam
 
 def test_fit_and_predict() -> None:
     warm = Warmup(2.0, 1.5, int(800e6), int(60e6), _sample(0.2, 0.5, 850e6, px=2_500))
-    samples = [_sample(0.1, 1.0, 900e6), _sample(0.2, 1.2, 910e6), _sample(0.3, 1.4, 905e6), _sample(0.4, 1.7, 920e6)]
+    # three windows of one size across the signal, one four times larger: 0.5 s fixed + (1e-4 + 2e-4 x signal) s/px
+    samples = [_sample(g, 0.5 + (1e-4 + 2e-4 * g) * 10_000, 900e6) for g in (0.1, 0.2, 0.4)]
+    samples.append(_sample(0.2, 0.5 + (1e-4 + 2e-4 * 0.2) * 40_000, 1000e6, px=40_000))
     costs = pj.fit(warm, samples, 40.0)
-    assert costs.rate[1] > 0 and costs.spread[0] <= -pj.MIN_SPREAD and costs.spread[1] >= pj.MIN_SPREAD
-    assert costs.memory[1] > 0 and costs.largest_sampled == 10_000
+    assert costs.fixed == pytest.approx(0.5) and costs.rate == pytest.approx((1e-4, 2e-4))
+    assert costs.spread == (-pj.MIN_SPREAD, pj.MIN_SPREAD)  # the model is exact here: the least spread
+    assert costs.memory == (800e6, pytest.approx(200e6 / 40_000))  # through the floor and the largest window
+    assert costs.block_seconds(0.3, 90_000, False) == pytest.approx(0.5 + 1.6e-4 * 90_000)
+    assert costs.block_seconds(0.3, 90_000, True) == pytest.approx(0.04 / 70_000 * 90_000)  # its read only
     machine = pj.Machine(cores=4, threads=2, device="cpu", cluster_seconds=3.0, worker_start_seconds=2.5,
                          client_bytes=int(150e6), nanny_bytes=int(60e6))
     blocks = [pj.Block((100, 100), 0.3, False)] * 6 + [pj.Block((100, 100), 0.0, True)] * 2
@@ -113,8 +118,9 @@ def test_fit_and_predict() -> None:
     assert four.total_peak.value > two.total_peak.value > one.total_peak.value
     assert pj.most_workers(costs, blocks, 100, machine, two.total_peak.high + 1, 4) == 2
     assert pj.most_workers(costs, blocks, 100, machine, 1e6, 4) == 0
-    assert pj.side_candidates(512, 26, 564 * 564, None) == [512, 1024, 2048]
-    assert pj.side_candidates(512, 26, 564 * 564, 4096) == [4096]
+    # block sides within 4x the pixels of the largest window sampled (1076 px: 1024 + 2 x 26)
+    assert pj.side_candidates(26, 1076 * 1076, None) == [512, 1024, 2048]
+    assert pj.side_candidates(26, 1076 * 1076, 4096) == [4096]
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +140,9 @@ def test_a_plan_says_what_to_run_and_what_it_costs(planned: tuple[Path, dict]) -
         r = rec[key]
         assert 0 < r["low"] <= r["value"] <= r["high"], key
     assert rec["total_peak_bytes"]["high"] <= 16e9
-    assert len(doc["samples"]) == 2 and all(s["seconds"] > 0 and s["peak_bytes"] > 200e6 for s in doc["samples"])
+    # two strata of 128 px windows and one window of the planned block's side (how cost grows with the block)
+    assert [s["read"] for s in doc["samples"]] == [[180, 180], [180, 180], [308, 308]]
+    assert all(s["seconds"] > 0 and s["peak_bytes"] > 200e6 for s in doc["samples"])
     assert doc["warmup"]["floor_bytes"] > 200e6  # torch, Cellpose and the model
     assert doc["whole_image"]["fits"] is True
     assert doc["command"].startswith("cpbench segment ") and "--block 256" in doc["command"]

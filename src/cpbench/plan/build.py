@@ -17,7 +17,7 @@ import numpy as np
 
 from cpbench.errors import UserError
 from cpbench.plan import project as pj
-from cpbench.plan.sample import Sample, Warmup, run_samples, warmup_plan
+from cpbench.plan.sample import Sample, Warmup, run_samples, sized, warmup_plan
 from cpbench.plan.survey import Survey, sample_windows
 
 
@@ -31,6 +31,18 @@ def _table_bytes_per_nucleus(plan: Any, samples: list[Sample]) -> float:
         size += sum(a.nbytes for a in (t.ids, t.area, t.cy, t.cx, t.cut))
         n += len(t.ids)
     return size / n if n else 40.0
+
+
+#: the larger window's side unless --block is smaller, px
+SIZE_SIDE = 1024
+
+
+def size_side(side: int, block: int | None) -> int:
+    """The side of the one larger window (how cost grows with the block): --block when it lies between the
+    sampled side and :data:`SIZE_SIDE`, else :data:`SIZE_SIDE`, else twice the sampled side."""
+    if block is not None and side < block <= SIZE_SIDE:
+        return block
+    return SIZE_SIDE if side < SIZE_SIDE else 2 * side
 
 
 def _command(args: argparse.Namespace, side: int, workers: int, threads: int, batch: int) -> str:
@@ -73,6 +85,8 @@ def make_plan(sv: Survey, args: argparse.Namespace, overlap: int, threads: int, 
 
     side = args.sample_block
     grid, picks = sample_windows(sv, side, overlap, args.samples)
+    big = size_side(side, args.block)
+    _, (big_pick,) = sample_windows(sv, big, overlap, 1)
     work = out.with_name(f".{out.name}.work")
     shutil.rmtree(work, ignore_errors=True)
     eval_kw = {} if args.batch_size is None else {"batch_size": args.batch_size}
@@ -82,18 +96,18 @@ def make_plan(sv: Survey, args: argparse.Namespace, overlap: int, threads: int, 
     batch = int(dict(base.eval_kw).get("batch_size", 8))
     mid = picks[len(picks) // 2]
     small, widx = warmup_plan(base, mid.index)
+    jobs = [(base, c.index, c.signal) for c in picks] + [(sized(base, big, "size"), big_pick.index, big_pick.signal)]
     t0 = time.perf_counter()
     client, cluster = dcluster.start(args.scheduler, 1, threads)
     cluster_s = time.perf_counter() - t0
     try:
-        from cpbench.measure.probes import rss_bytes
-
-        client_bytes = rss_bytes()
         info = client.scheduler_info()["workers"]
-        warm, samples = run_samples(client, base, [(c.index, c.signal) for c in picks],
-                                    (small, widx, sv.window_stats(small.grid.at(*widx).read)[0]),
+        warm, samples = run_samples(client, jobs, (small, widx, sv.window_stats(small.grid.at(*widx).read)[0]),
                                     progress=not args.no_progress)
-        per_nucleus = _table_bytes_per_nucleus(base, samples)
+        per_nucleus = _table_bytes_per_nucleus(base, samples[:-1])
+        from cpbench.segment.tasks import process_peak_bytes
+
+        client_bytes = process_peak_bytes()  # this process so far: imports, the survey, a client and scheduler
     finally:
         dcluster.stop(client, cluster)
         shutil.rmtree(work, ignore_errors=True)
@@ -107,7 +121,7 @@ def make_plan(sv: Survey, args: argparse.Namespace, overlap: int, threads: int, 
     limit = args.workers or (len(info) if remote else pj.local_workers(machine))
     runs: list[pj.RunPrediction] = []
     best: pj.RunPrediction | None = None
-    for s in pj.side_candidates(side, overlap, costs.largest_sampled, args.block):
+    for s in pj.side_candidates(overlap, costs.largest_sampled, args.block):
         blocks = _blocks(sv, s, overlap)
         preds = [pj.predict(costs, blocks, s, w, machine) for w in range(1, limit + 1)]
         runs += preds
@@ -137,7 +151,7 @@ def make_plan(sv: Survey, args: argparse.Namespace, overlap: int, threads: int, 
                    "tissue_signal": round(signal, 4)},
         "options": {"model": args.model, "diameter": args.diameter, "device": args.device, "overlap": overlap,
                     "threads": threads, "batch_size": batch, "scheduler": args.scheduler,
-                    "memory_bytes": int(memory), "sample_block": side},
+                    "memory_bytes": int(memory), "sample_block": side, "size_block": big},
         "machine": asdict(machine),
         "warmup": {**asdict(warm.sample), "load_seconds": warm.load_seconds, "first_seconds": warm.first_seconds,
                    "floor_bytes": warm.floor_bytes, "nanny_bytes": warm.nanny_bytes},
@@ -161,7 +175,8 @@ def describe(doc: dict[str, Any], best: pj.RunPrediction, runs: list[pj.RunPredi
     y, x = doc["shape"]
     lines = [f"{Path(doc['image']).name}: {y} x {x} px ({y * x / 1e6:.1f} MP), channel {doc['channel']}, "
              f"surveyed at level {doc['survey']['level']} (1/{doc['survey']['downsample']:g}); "
-             f"{len(doc['samples'])} windows of {doc['options']['sample_block']} px sampled on one warm worker"]
+             f"{len(doc['samples']) - 1} windows of {doc['options']['sample_block']} px and one of "
+             f"{doc['options']['size_block']} px sampled on one warm worker"]
     for s in doc["samples"]:
         lines.append(f"  sample {tuple(s['index'])}: signal {s['signal']:.2f}, {s['seconds']:.1f} s, "
                      f"{s['nuclei']} nuclei, {s['cell_pixels'] / (s['read'][0] * s['read'][1]):.0%} cell pixels, "

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 #: windows sampled unless --samples says otherwise
-DEFAULT_SAMPLES = 4
+DEFAULT_SAMPLES = 3
 #: side of a sampled window's core unless --sample-block says otherwise, px
-DEFAULT_SAMPLE_SIDE = 512
+DEFAULT_SAMPLE_SIDE = 384
 
 
 def register(sub: Any) -> None:
@@ -44,7 +44,8 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="network tiles per batch (default as cpbench segment: 1 on CPU, 8 on a GPU)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                   help=f"windows to segment, one per signal stratum (default {DEFAULT_SAMPLES}, at least 2)")
+                   help=f"windows to segment, one per signal stratum (default {DEFAULT_SAMPLES}, at least 2), and "
+                   "one larger window (how the cost grows with the block)")
     p.add_argument("--sample-block", type=int, default=DEFAULT_SAMPLE_SIDE,
                    help=f"core side of a sampled window, px (default {DEFAULT_SAMPLE_SIDE})")
     p.add_argument("--out", type=Path, default=None, help="the plan to write (default SLIDE.plan.json in this folder)")

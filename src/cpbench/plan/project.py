@@ -5,17 +5,20 @@ guidelines' "how to segment each challenge image" table.
 
 Models (each fitted to the samples; their ranges come from the samples' spread):
 
-* block seconds = rate(signal) x read pixels, rate linear in the block's survey signal (least squares);
-  a bare-glass block costs its read only (the histogram task's seconds per pixel). Range: the
-  leave-one-out errors of the rate over the samples (each sample predicted from the others), at least
-  :data:`MIN_SPREAD` either way;
-* a worker's peak resident memory = floor + bytes per read pixel x pixels (least squares over the
-  warm-up and the samples), its high end the largest sample above that line;
+* block seconds = fixed + rate(signal) x read pixels, the rate linear in the block's survey signal (least
+  squares over windows of two sizes: measured here, a 512 px window cost 52 s per MP and a 2048 px block
+  39, so a per-pixel rate alone overstates large blocks); a bare-glass block costs its read only (the
+  histogram task's seconds per pixel). Range: the samples' largest relative residuals either way, at
+  least :data:`MIN_SPREAD`;
+* a worker's peak resident memory = its floor (the model loaded, nothing segmented) + bytes per read pixel
+  x pixels, the line through the floor and the largest window sampled, give or take the largest sample
+  off that line (at least :data:`MIN_SPREAD` of the largest peak);
 * passes after the blocks (seams, compose, write) each read or write the slide's labels once: estimated
   at :data:`OTHER_PASSES` x the histogram's seconds per pixel (the labels are uint32, twice a uint16
   channel's bytes, over three passes): a labelled estimate, a few % of a run;
-* the client holds every block's object table: bytes per nucleus measured on a sample's table, doubled
-  for the label maps and the resolution's temporaries.
+* the client: this process's own peak while planning (the same imports, a client, the scheduler), every
+  block's object table (bytes per nucleus measured on the samples' tables, doubled for the label maps and
+  the resolution's temporaries) and the label write's :data:`WRITE_CHUNKS` decoded block cores.
 
 Units: seconds, bytes, pixels.
 """
@@ -36,7 +39,12 @@ MIN_SPREAD = 0.05
 #: the passes after the blocks, in histogram-pass equivalents (three passes over uint32 labels)
 OTHER_PASSES = 6.0
 #: a block size is recommended only within this many times the largest window sampled (pixels)
-MAX_EXTRAPOLATION = 20.0
+MAX_EXTRAPOLATION = 4.0
+#: block sides a plan chooses from (px), unless --block names one
+SIDES = (512, 1024, 2048, 4096, 8192)
+#: the label write holds about this many decoded uint32 block cores at once (a core is one zarr chunk of the
+#: work folder's labels, decoded whole for every 512 px tile written, beside the tile writer's buffers)
+WRITE_CHUNKS = 2
 #: a pyramid's levels add a third to the full level (1/4 + 1/16 + ...)
 PYRAMID_FACTOR = 4.0 / 3.0
 
@@ -89,7 +97,8 @@ def _linear(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 class Costs:
     """The fitted models (see the module's docstring)."""
 
-    rate: tuple[float, float]  # block seconds per read pixel = rate[0] + rate[1] * signal
+    fixed: float  # seconds a block costs whatever its pixels
+    rate: tuple[float, float]  # block seconds per read pixel = rate[0] + rate[1] * signal, over ``fixed``
     spread: tuple[float, float]  # relative (low, high) of a prediction, e.g. (-0.08, 0.12)
     read_rate: float  # histogram task's seconds per pixel
     nuclei: tuple[float, float]  # nuclei per read pixel, linear in signal
@@ -103,43 +112,56 @@ class Costs:
     def block_seconds(self, signal: float, pixels: int, empty: bool) -> float:
         if empty:
             return self.read_rate * pixels
-        return max(self.rate[0] + self.rate[1] * signal, 0.1 * self.rate[0] if self.rate[0] > 0 else 1e-9) * pixels
+        per_px = max(self.rate[0] + self.rate[1] * signal, 0.1 * self.rate[0] if self.rate[0] > 0 else 1e-9)
+        return self.fixed + per_px * pixels
 
     def per_pixel(self, model: tuple[float, float], signal: float) -> float:
         return max(model[0] + model[1] * signal, 0.0)
 
     def worker_peak(self, pixels: int) -> Range:
         v = self.memory[0] + self.memory[1] * pixels
-        return Range(v, v, v + self.memory_excess)
+        return Range(v, v - self.memory_excess, v + self.memory_excess)
+
+
+def _lstsq(cols: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of ``y`` on the columns ``cols`` (minimum-norm where they are dependent)."""
+    return np.linalg.lstsq(np.stack(cols, axis=1), y, rcond=None)[0]
 
 
 def fit(warm: Warmup, samples: Sequence[Sample], table_bytes_per_nucleus: float) -> Costs:
-    """The models from the warm-up and the samples."""
+    """The models from the samples (windows of two sizes; the warm-up only gives the floor)."""
     sig = np.array([s.signal for s in samples])
     px = np.array([s.pixels for s in samples], float)
-    rate = np.array([s.seconds for s in samples]) / px
-    r = _linear(sig, rate)
-    errs = []
-    if len(samples) >= 3:
-        for i in range(len(samples)):
-            keep = np.arange(len(samples)) != i
-            a, b = _linear(sig[keep], rate[keep])
-            errs.append((a + b * sig[i]) / rate[i] - 1.0)
-    elif len(samples) == 2:
-        errs = [float(rate.min() / rate.mean() - 1.0), float(rate.max() / rate.mean() - 1.0)]
-    spread = (min([-MIN_SPREAD, *errs]), max([MIN_SPREAD, *errs]))
-    allp = [warm.sample, *samples]
-    mx = np.array([s.pixels for s in allp], float)
-    my = np.array([s.peak_bytes for s in allp], float)
-    mem = _linear(mx, my)
-    excess = float(max(0.0, *(my - (mem[0] + mem[1] * mx))))
+    secs = np.array([s.seconds for s in samples])
+    sizes = len(set(px.tolist()))
+    if sizes >= 2 and len(samples) >= 3:
+        # seconds = fixed + (a + b * signal) * pixels
+        c0, a, b = (float(v) for v in _lstsq([np.ones_like(px), px, sig * px], secs))
+        if c0 < 0:  # a negative fixed cost is noise: per-pixel only
+            c0, (a, b) = 0.0, (float(v) for v in _lstsq([px, sig * px], secs))
+    else:
+        c0, (a, b) = 0.0, _linear(sig, secs / px)
+    pred = c0 + (a + b * sig) * px
+    rel = pred / secs - 1.0
+    spread = (min(-MIN_SPREAD, float(rel.min())), max(MIN_SPREAD, float(rel.max())))
+    if sizes >= 2:
+        # through the worker's floor (model loaded, nothing segmented) and the largest window: small windows
+        # carry a fixed share of their own (measured here: a 436 px window 124 MB over the floor, a 1076 px
+        # one 225 MB, a 2074 px block 776 MB), which this line puts on the pixels, erring high
+        big = samples[int(np.argmax(px))]
+        mem = (float(warm.floor_bytes), max(0.0, (big.peak_bytes - warm.floor_bytes) / big.pixels))
+    else:
+        allp = [warm.sample, *samples]
+        mem = _linear(np.array([s.pixels for s in allp], float), np.array([s.peak_bytes for s in allp], float))
+    peaks = np.array([s.peak_bytes for s in samples], float)
+    excess = max(0.0, float((peaks - (mem[0] + mem[1] * px)).max()), MIN_SPREAD * float(peaks.max()))
     return Costs(
-        rate=r, spread=spread,
+        fixed=c0, rate=(a, b), spread=spread,
         read_rate=float(np.sum([s.histogram_seconds for s in samples]) / np.sum(px)),
         nuclei=_linear(sig, np.array([s.nuclei for s in samples]) / px),
         cell=_linear(sig, np.array([s.cell_pixels for s in samples]) / px),
         label_bytes=_linear(sig, np.array([s.label_bytes for s in samples]) / px),
-        memory=mem, memory_excess=excess, largest_sampled=int(mx.max()),
+        memory=mem, memory_excess=excess, largest_sampled=int(px.max()),
         table_bytes_per_nucleus=table_bytes_per_nucleus,
     )
 
@@ -213,7 +235,8 @@ def predict(costs: Costs, blocks: Sequence[Block], side: int, workers: int, mach
     out = PYRAMID_FACTOR * sum(costs.per_pixel(costs.label_bytes, b.signal) * b.pixels for b in live)
     biggest = max((b.pixels for b in live), default=0)
     worker = costs.worker_peak(biggest)
-    client_v = machine.client_bytes + 2 * costs.table_bytes_per_nucleus * nuclei
+    core = min(side, max(b.read[0] for b in blocks)) * min(side, max(b.read[1] for b in blocks))
+    client_v = machine.client_bytes + WRITE_CHUNKS * 4 * core + 2 * costs.table_bytes_per_nucleus * nuclei
     client = Range(client_v, machine.client_bytes, client_v * (1 + MIN_SPREAD))
     total_peak = client.plus(worker.plus(machine.nanny_bytes).scaled(workers))
     return RunPrediction(side, workers, len(blocks), len(blocks) - len(live), wall, Range(total, total * lo, total * hi),
@@ -259,17 +282,13 @@ def local_workers(machine: Machine) -> int:
     return max(1, machine.cores // max(machine.threads, 1))
 
 
-def side_candidates(sampled: int, overlap: int, largest_sampled: int, given: int | None) -> list[int]:
-    """Block sides to consider: ``given``, else the sampled side times powers of two whose read window
-    stays within :data:`MAX_EXTRAPOLATION` x the largest window sampled."""
+def side_candidates(overlap: int, largest_sampled: int, given: int | None) -> list[int]:
+    """Block sides to consider: ``given``, else those of :data:`SIDES` whose read window stays within
+    :data:`MAX_EXTRAPOLATION` x the largest window sampled (the smallest of them at least)."""
     if given is not None:
         return [given]
-    out = []
-    side = sampled
-    while (side + 2 * overlap) ** 2 <= MAX_EXTRAPOLATION * largest_sampled:
-        out.append(side)
-        side *= 2
-    return out or [sampled]
+    ok = [s for s in SIDES if s > 2 * overlap and (s + 2 * overlap) ** 2 <= MAX_EXTRAPOLATION * largest_sampled]
+    return ok or [min(s for s in SIDES if s > 2 * overlap)]
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -4,6 +4,8 @@ normalization, options and label storage), one at a time, each measured: seconds
 peak resident memory during the block (high-water mark reset before it), nuclei, cell pixels, the
 compressed size of its labels, and the seconds of its histogram task (the first pass of a run).
 
+Two sizes are sampled: windows of one side in every signal stratum (what density costs) and one window
+of a larger side (how the cost grows with the block: each block has a fixed cost besides its pixels).
 Before the samples the worker loads the model and segments one small window (the warm-up): the
 seconds a worker needs before its first block, and the worker's floor (its resident memory holding
 torch, Cellpose and the model). Units: seconds, bytes, pixels.
@@ -111,33 +113,38 @@ def sample_task(plan: tasks.Plan, idx: Index, signal: float) -> Sample:
     return _measure(plan, idx, signal)
 
 
-def run_samples(client: Any, plan: tasks.Plan, picks: list[tuple[Index, float]], warm: tuple[tasks.Plan, Index, float],
+def run_samples(client: Any, jobs: list[tuple[tasks.Plan, Index, float]], warm: tuple[tasks.Plan, Index, float],
                 progress: bool = True) -> tuple[Warmup, list[Sample]]:
-    """The warm-up, then every pick, one at a time on one worker of ``client`` (the same process
-    throughout, so every sample after the warm-up finds the model loaded)."""
+    """The warm-up, then every job (a plan, the index of a block of its grid, the block's survey signal),
+    one at a time on one worker of ``client`` (the same process throughout, so every sample after the
+    warm-up finds the model loaded)."""
     from tqdm import tqdm
 
-    tasks.create_stores(plan)
-    tasks.create_stores(warm[0])
+    for plan in {id(j[0]): j[0] for j in (*jobs, warm)}.values():
+        tasks.create_stores(plan)
     worker = sorted(client.scheduler_info()["workers"])[0]
 
     def run(fn: Any, *args: Any) -> Any:
         return client.submit(fn, *args, workers=[worker], allow_other_workers=False, pure=False).result()
 
-    with tqdm(total=len(picks) + 1, desc="sampled blocks", unit="block", disable=not progress) as bar:
+    with tqdm(total=len(jobs) + 1, desc="sampled blocks", unit="block", disable=not progress) as bar:
         w = run(warmup_task, *warm)
         bar.update(1)
         out = []
-        for idx, signal in picks:
-            out.append(run(sample_task, plan, idx, signal))
+        for job in jobs:
+            out.append(run(sample_task, *job))
             bar.update(1)
     return w, out
+
+
+def sized(plan: tasks.Plan, side: int, name: str) -> tasks.Plan:
+    """``plan`` with blocks of ``side`` px, in a work folder of its own (``name`` inside ``plan``'s)."""
+    return replace(plan, block=side, work=os.path.join(plan.work, name))
 
 
 def warmup_plan(plan: tasks.Plan, near: Index) -> tuple[tasks.Plan, Index]:
     """A plan of :data:`WARMUP_SIDE` px blocks in its own work folder and the block of it at the centre
     of ``plan``'s block ``near``."""
-    side = max(WARMUP_SIDE, 2 * plan.overlap + 64)
-    small = replace(plan, block=side, work=os.path.join(plan.work, "warmup"))
+    small = sized(plan, max(WARMUP_SIDE, 2 * plan.overlap + 64), "warmup")
     y0, y1, x0, x1 = plan.grid.at(*near).core
     return small, small.grid.owner((y0 + y1) / 2, (x0 + x1) / 2)

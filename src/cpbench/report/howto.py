@@ -9,9 +9,8 @@ blocks run one at a time here, so the run's peak is one block's. Units: seconds,
 
 from __future__ import annotations
 
-import math
-
 from cpbench.fetch.catalogue import IMAGES
+from cpbench.plan.project import block_shapes, makespan
 from cpbench.report.costmodel import Projection, project
 from cpbench.report.document import Section
 from cpbench.report.evidence import (
@@ -49,16 +48,14 @@ def _blocks_time(model: SlideModel, name: str, side: int) -> tuple[Projection | 
     the projection reaches only as far as one block beyond the sizes measured. Overlap and stitching are
     not included. None when one block lies beyond 20x the largest size measured or eval has no law."""
     _, y, x = IMAGES[name].shape
-    count = math.ceil(y / side) * math.ceil(x / side)
+    shapes = block_shapes((y, x), side)  # edge blocks are smaller
     fit = model.eval_time
     if not law_supported(fit) or not projection_number(side * side / fit.max_pixels):  # type: ignore[union-attr]
-        return None, count
-    def edges(n: int) -> list[int]:
-        return [side] * (n // side) + ([n % side] if n % side else [])
-
-    parts = [project(fit, h * w) for h in edges(y) for w in edges(x)]  # type: ignore[arg-type]  # edge blocks are smaller
-    return Projection(sum(p.value for p in parts), sum(p.low for p in parts), sum(p.high for p in parts),
-                      max(p.extrapolation for p in parts)), count
+        return None, len(shapes)
+    parts = [project(fit, h * w) for h, w in shapes]  # type: ignore[arg-type]
+    # one worker runs the blocks one after the other (cpbench plan's projection, at one worker)
+    return Projection(makespan([p.value for p in parts], 1), makespan([p.low for p in parts], 1),
+                      makespan([p.high for p in parts], 1), max(p.extrapolation for p in parts)), len(shapes)
 
 
 def howto_section(model: SlideModel, ram: float | None, label: str) -> Section:
@@ -108,7 +105,8 @@ def howto_section(model: SlideModel, ram: float | None, label: str) -> Section:
         "measures other batch sizes on the network alone, and blockwise runs with more workers share this "
         "machine's cores (time per block measured by cpbench segment, not by these results). Wall time: whole-image "
         "eval's time law at the slide's pixels, or its sum over the blocks, each an image (blockwise adds each block's overlap and the stitching, which "
-        "cpbench segment's seam reports record).")
+        "cpbench segment's seam reports record). For a slide of your own, on your own machine or cluster: "
+        "cpbench plan SLIDE samples a few of its blocks and projects the run with this same arithmetic.")
     if not model.projectable:
         sec.missing.append(f"projected wall times: {SCALING_SWEEP}")
     return sec
