@@ -216,3 +216,12 @@ def test_bad_input_is_one_line_and_writes_nothing(slides: dict[str, Path], tmp_p
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and words in err, err
     assert not out.exists() and not any(tmp_path.glob(".p.json*"))
+
+
+def test_the_committed_validation_table_regenerates(capsys: pytest.CaptureFixture[str]) -> None:
+    """reports/example/plan/validation.md is `cpbench plan --validation` of the runs committed beside it."""
+    folder = Path(__file__).resolve().parents[2] / "reports" / "example" / "plan"
+    assert main(["plan", "--validation", str(folder)]) == 0
+    table = capsys.readouterr().out
+    assert table == (folder / "validation.md").read_text()
+    assert len(table.splitlines()) >= 2 + 3  # header, rule, and every slide validated

@@ -6,11 +6,12 @@ recorded in the seam report by ``cpbench segment --plan``). Units: seconds, byte
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from cpbench.errors import UserError
-from cpbench.plan.project import human_bytes, human_seconds
+from cpbench.plan.project import Range, all_processes, human_bytes, human_seconds
 
 
 def _load(path: Path, what: str) -> dict[str, Any]:
@@ -94,8 +95,8 @@ def validation_table(folder: Path) -> str:
     and ``NAME.rss.json`` from ``tools/peak_rss.py``: the whole process tree's peak), predicted vs measured
     (what ``tools/plan_validate.sh`` leaves)."""
     head = ("| slide | MP | blocks (bare glass) | nuclei, predicted / measured | wall time, predicted (range) | measured | "
-            "difference | worker peak, predicted / measured | all processes' peak, predicted / measured | planning, "
-            "s (% of the run) |")
+            "difference | worker peak, predicted / measured | all processes' peak (sampled every 0.2 s), predicted / "
+            "measured | planning, s (% of the run) |")
     rows = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for plan_path in sorted(folder.glob("*.plan.json")):
         name = plan_path.name[: -len(".plan.json")]
@@ -107,15 +108,21 @@ def validation_table(folder: Path) -> str:
         pred = prediction_for(plan, int(seams["block"]), int(seams.get("cluster_workers", seams["outcome"]["workers"])))
         wall, w = seams["wall_seconds"], pred["wall_seconds"]
         worker = max(b["worker_peak_bytes"] for b in seams["blocks"])
-        total = pred["total_peak_bytes"]["high"]
+        wp = pred["worker_peak_bytes"]
+        # every process together, from the plan's own parts (worker, client, the client's base, the worker's floor)
+        tp = asdict(all_processes(Range(wp["value"], wp["low"], wp["high"]),
+                                  Range(**{k: pred["client_peak_bytes"][k] for k in ("value", "low", "high")}),
+                                  plan["machine"]["client_bytes"], plan["costs"]["memory"][0],
+                                  plan["machine"]["nanny_bytes"], pred["workers"]))
         total_meas = rss["peak_rss_sum_mb"] * 1e6 if rss else None
         y, x = seams["shape"]
         rows.append(
             f"| {name} | {y * x / 1e6:.1f} | {seams['outcome']['blocks']} ({seams['outcome']['empty']}; predicted "
             f"{pred['empty_blocks']}) | {pred['nuclei']:,} / {seams['outcome']['labels']:,} | "
             f"{human_seconds(w['value'])} ({human_seconds(w['low'])}-{human_seconds(w['high'])}) | {human_seconds(wall)} | "
-            f"**{_pct(w['value'], wall)}** | {human_bytes(pred['worker_peak_bytes']['high'])} / {human_bytes(worker)} "
-            f"(**{_pct(pred['worker_peak_bytes']['high'], worker)}**) | {human_bytes(total)} / "
-            + (f"{human_bytes(total_meas)} (**{_pct(total, total_meas)}**)" if total_meas else "not recorded")
+            f"**{_pct(w['value'], wall)}** | {human_bytes(wp['value'])} (up to {human_bytes(wp['high'])}) / "
+            f"{human_bytes(worker)} (**{_pct(wp['value'], worker)}**) | {human_bytes(tp['value'])} (up to "
+            f"{human_bytes(tp['high'])}) / "
+            + (f"{human_bytes(total_meas)} (**{_pct(tp['value'], total_meas)}**)" if total_meas else "not recorded")
             + f" | {plan['planning_seconds']:.0f} ({plan['planning_seconds'] / wall:.1%}) |")
     return "\n".join(rows) + "\n"

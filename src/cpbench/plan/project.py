@@ -238,9 +238,18 @@ def predict(costs: Costs, blocks: Sequence[Block], side: int, workers: int, mach
     core = min(side, max(b.read[0] for b in blocks)) * min(side, max(b.read[1] for b in blocks))
     client_v = machine.client_bytes + WRITE_CHUNKS * 4 * core + 2 * costs.table_bytes_per_nucleus * nuclei
     client = Range(client_v, machine.client_bytes, client_v * (1 + MIN_SPREAD))
-    total_peak = client.plus(worker.plus(machine.nanny_bytes).scaled(workers))
+    total_peak = all_processes(worker, client, machine.client_bytes, costs.memory[0], machine.nanny_bytes, workers)
     return RunPrediction(side, workers, len(blocks), len(blocks) - len(live), wall, Range(total, total * lo, total * hi),
                          worker, client, total_peak, nuclei, out, biggest / max(costs.largest_sampled, 1))
+
+
+def all_processes(worker: Range, client: Range, client_base: float, floor: float, nanny: float, workers: int) -> Range:
+    """Peak of every process together, bytes: the larger of the blocks' phase (the workers at their peak,
+    the client at its base) and the write's (the client at its peak, the workers at their floor). Their
+    peaks fall in different passes, so adding them would overstate the run."""
+    blocks = worker.plus(nanny).scaled(workers).plus(client_base)
+    write = client.plus((floor + nanny) * workers)
+    return blocks if blocks.value >= write.value else write
 
 
 def whole_image(costs: Costs, shape: tuple[int, int], signal: float, machine: Machine) -> tuple[Range, Range, float]:
