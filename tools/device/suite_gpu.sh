@@ -28,9 +28,16 @@ if [ -z "${NOINSTALL:-}" ]; then
 else
   BASE=$PWD/src
 fi
+missing=$(PYTHONPATH=$BASE $PY -c "import importlib.util as u
+print(' '.join(m for m in ('torch', 'numpy', 'scipy', 'cv2', 'numba', 'tifffile', 'imagecodecs', 'zarr', 'asv', 'fastremap',
+                           'natsort', 'tqdm', 'packaging') if u.find_spec(m) is None))")
+[ -z "$missing" ] || { say "missing on this machine: $missing (add their wheels to .whl: tools/device/wheels.sh)"; exit 5; }
 card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
 say "card: ${card:-none (DEV=$DEV)}; $(nproc) CPUs; $(free -g | awk 'NR==2 {print $2}') GiB"
 MACHINE=${MACHINE:-$(echo "${card:-cpu-$(hostname)}" | cut -d, -f1 | tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9-')}
+if [ -n "${NOINSTALL:-}" ]; then  # the Cellpose this Python has, once
+  RELEASES=$(PYTHONPATH=$BASE $PY -c "from importlib.metadata import version; print(version('cellpose'))")
+fi
 [ -d data/cellpose/.git ] || { say "no Cellpose history in data/cellpose: build it (make data/cellpose/.git) and carry it"; exit 4; }
 
 for R in $RELEASES; do
