@@ -116,8 +116,8 @@ def test_fit_and_predict() -> None:
     assert two.wall.value < one.wall.value  # two workers on four cores: twice the throughput
     assert four.wall.value >= two.wall.value * 0.95  # four workers of two threads share four cores
     assert four.total_peak.value > two.total_peak.value > one.total_peak.value
-    assert pj.most_workers(costs, blocks, 100, machine, two.total_peak.high + 1, 4) == 2
-    assert pj.most_workers(costs, blocks, 100, machine, 1e6, 4) == 0
+    assert pj.fits(two, two.total_peak.high + 1) and not pj.fits(four, two.total_peak.high + 1)
+    assert pj.worker_floor(costs, machine, warm) == 150e6 + 60e6 + 850e6  # client, nanny, the warm-up's peak
     # block sides within 4x the pixels of the largest window sampled (1076 px: 1024 + 2 x 26)
     assert pj.side_candidates(26, 1076 * 1076, None) == [512, 1024, 2048]
     assert pj.side_candidates(26, 1076 * 1076, 4096) == [4096]

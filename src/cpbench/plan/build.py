@@ -17,7 +17,7 @@ import numpy as np
 
 from cpbench.errors import UserError
 from cpbench.plan import project as pj
-from cpbench.plan.sample import Sample, Warmup, run_samples, sized, warmup_plan
+from cpbench.plan.sample import Sample, run_samples, sized, warmup_plan
 from cpbench.plan.survey import Survey, sample_windows
 
 
@@ -80,11 +80,11 @@ def make_plan(sv: Survey, args: argparse.Namespace, overlap: int, threads: int, 
               started: float) -> tuple[dict[str, Any], str]:
     """Sample on the cluster, then project (see :mod:`cpbench.plan.project`); (plan.json's content, text)."""
     from cpbench.segment import cluster as dcluster
-    from cpbench.segment import tasks
-    from cpbench.segment.run import CPU_BATCH_SIZE, EMPTY_BELOW, plan_for
+    from cpbench.segment.run import EMPTY_BELOW, plan_for
+    from cpbench.segment.tasks import process_peak_bytes
 
     side = args.sample_block
-    grid, picks = sample_windows(sv, side, overlap, args.samples)
+    _, picks = sample_windows(sv, side, overlap, args.samples)
     big = size_side(side, args.block)
     _, (big_pick,) = sample_windows(sv, big, overlap, 1)
     work = out.with_name(f".{out.name}.work")
@@ -105,8 +105,6 @@ def make_plan(sv: Survey, args: argparse.Namespace, overlap: int, threads: int, 
         warm, samples = run_samples(client, jobs, (small, widx, sv.window_stats(small.grid.at(*widx).read)[0]),
                                     progress=not args.no_progress)
         per_nucleus = _table_bytes_per_nucleus(base, samples[:-1])
-        from cpbench.segment.tasks import process_peak_bytes
-
         client_bytes = process_peak_bytes()  # this process so far: imports, the survey, a client and scheduler
     finally:
         dcluster.stop(client, cluster)

@@ -26,7 +26,6 @@ Units: seconds, bytes, pixels.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -266,18 +265,6 @@ def fits(pred: RunPrediction, memory: float) -> bool:
     return pred.total_peak.high <= memory
 
 
-def most_workers(costs: Costs, blocks: Sequence[Block], side: int, machine: Machine, memory: float,
-                 limit: int) -> int:
-    """The most workers (up to ``limit``) whose run fits ``memory``; 0 when not even one does."""
-    n = 0
-    for w in range(1, max(limit, 1) + 1):
-        if fits(predict(costs, blocks, side, w, machine), memory):
-            n = w
-        else:
-            break
-    return n
-
-
 def worker_floor(costs: Costs, machine: Machine, warm: Warmup) -> float:
     """The least memory a run can have, bytes: the client and one worker (its nanny too) that holds
     the model and a small block (the warm-up's peak)."""
@@ -300,15 +287,6 @@ def side_candidates(overlap: int, largest_sampled: int, given: int | None) -> li
     return ok or [min(s for s in SIDES if s > 2 * overlap)]
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def grid_size(shape: tuple[int, int], side: int) -> int:
-    """Blocks of a ``side`` px grid over ``shape``."""
-    return ceil_div(shape[0], side) * ceil_div(shape[1], side)
-
-
 def human_seconds(s: float) -> str:
     """``42 s``, ``12.5 min``, ``3.1 h``."""
     if s < 120:
@@ -321,8 +299,3 @@ def human_seconds(s: float) -> str:
 def human_bytes(b: float) -> str:
     """``850 MB``, ``1.9 GB``."""
     return f"{b / 1e6:.0f} MB" if b < 1e9 else f"{b / 1e9:.3g} GB"
-
-
-def ratio_text(a: float, b: float) -> str:
-    """``+12 %`` (a over b) or ``n/a``."""
-    return f"{(a / b - 1) * 100:+.0f} %" if b and math.isfinite(a / b) else "n/a"
