@@ -224,4 +224,4 @@ def test_the_committed_validation_table_regenerates(capsys: pytest.CaptureFixtur
     assert main(["plan", "--validation", str(folder)]) == 0
     table = capsys.readouterr().out
     assert table == (folder / "validation.md").read_text()
-    assert len(table.splitlines()) >= 2 + 3  # header, rule, and every slide validated
+    assert sum(line.startswith("| ") for line in table.splitlines()) >= 1 + 3  # the header and every slide
