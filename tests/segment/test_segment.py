@@ -174,7 +174,8 @@ def test_a_rerun_resumes_from_the_blocks_done(slide: Path, segmented: tuple[Path
     assert not work.exists()  # removed after success without --keep-work
 
 
-def test_an_unreadable_block_fails_the_run_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_damaged_tile_fails_the_run_in_one_line_naming_it(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """capfd: what the worker processes print reaches this test too (their stderr is this process's)."""
     from cpbench.synth.writer import OutputOptions, generate
 
     slide = tmp_path / "slide.ome.tif"
@@ -188,11 +189,17 @@ def test_an_unreadable_block_fails_the_run_in_one_line(tmp_path: Path, capsys: p
     out, work = tmp_path / "labels.ome.tif", tmp_path / "work"
     rc = main(["segment", str(slide), "--out", str(out), "--block", "128", "--overlap", "20", "--workers", "1",
                "--no-progress", "--work", str(work)])
-    err = capsys.readouterr().err.strip()
+    captured = capfd.readouterr()
+    err = captured.err.strip()
     assert rc == 2 and "\n" not in err, err
-    assert "1 histogram task(s) failed after 2 retries, the first at block (1, 1): DeflateError" in err
-    assert "re-run the same command to resume" in err
-    assert not out.exists() and work.is_dir()  # the work is kept for the re-run
+    # the tile is named, and the file (not the run) is what needs mending: no advice to re-run
+    assert f"{slide} is damaged at level 0, channel 0, y 128..256, x 128..256 px: that tile does not decode " \
+           "(DeflateError" in err and "(block (1, 1), histogram)" in err
+    assert "re-download" in err and "re-run" not in err
+    assert "Traceback" not in captured.out + captured.err  # the workers' tracebacks went to the log it names
+    log = work / "segment.log"
+    assert f"worker tracebacks: {log}" in err and "DeflateError" in log.read_text()
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("args, words", [

@@ -98,9 +98,16 @@ def real_image(dataset: str) -> Path:
     """Path of a fetched challenge image; NotImplementedError (asv: skip) when it is absent."""
     from cpbench.fetch.catalogue import local_path
 
+    from cpbench.errors import UserError
+    from cpbench.io.slide import open_slide
+
     path = local_path(dataset, data_dir())
     if path is None:
         raise NotImplementedError(f"skipped: {dataset} has not been fetched (cpbench fetch {dataset})")
+    try:
+        open_slide(path)  # a truncated or damaged copy: the reason, not a decoder's traceback mid-benchmark
+    except UserError as exc:
+        raise NotImplementedError(f"skipped: {exc}") from None
     return path
 
 

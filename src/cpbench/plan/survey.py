@@ -75,37 +75,17 @@ class Survey:
 
 def _open(image: Path, channel: int) -> tuple[tuple[int, int], int, str, tuple[int, int] | None, list[float], int]:
     """(Y, X), channels, dtype, tile, each level's downsample, file bytes; one-line errors for a slide a
-    plan cannot survey."""
-    import tifffile
+    plan cannot survey (:func:`cpbench.io.slide.open_slide`'s, and a slide stored in strips)."""
+    from cpbench.io.slide import open_slide
 
-    if not image.is_file():
-        raise UserError(f"{image} does not exist or is not a file: give the path of a tiled OME-TIFF")
-    try:
-        with tifffile.TiffFile(image) as tf:
-            s = tf.series[0]
-            shape, axes, dtype = s.shape, s.axes, s.dtype
-            page = s.pages[0]
-            tile = (int(page.tilelength), int(page.tilewidth)) if page.is_tiled else None
-            downs = [s.shape[-1] / lvl.shape[-1] for lvl in s.levels]
-    except (tifffile.TiffFileError, ValueError, IndexError, OSError) as exc:
-        raise UserError(f"{image} is not a readable TIFF ({' '.join(str(exc).split())}); give a tiled OME-TIFF") from None
-    if len(shape) == 2:
-        nch, yx = 1, (int(shape[0]), int(shape[1]))
-    elif len(shape) == 3 and axes[-2:] == "YX":
-        nch, yx = int(shape[0]), (int(shape[1]), int(shape[2]))
-    else:
-        raise UserError(f"{image} has axes {axes} {tuple(shape)}: a (C, Y, X) or (Y, X) image is needed")
-    if not 0 <= channel < nch:
-        raise UserError(f"--channel {channel} is out of range: {image.name} has channels 0..{nch - 1}")
-    if np.dtype(dtype) not in (np.dtype(np.uint8), np.dtype(np.uint16)):
-        raise UserError(f"{image} holds {dtype} pixels: cpbench segment needs uint8 or uint16 (an exact histogram); "
-                        "convert the slide")
-    if tile is None:
-        gb = yx[0] * yx[1] * np.dtype(dtype).itemsize / 1e9
+    sl = open_slide(image, channel, integer=True)
+    if sl.tile is None:
         raise UserError(f"{image} is not a tiled TIFF (stored in strips): a plan would have to read the whole channel "
-                        f"({gb:.3g} GB) to map the tissue, and every block would read full-width strips; convert it to a "
-                        "tiled pyramidal OME-TIFF (e.g. bfconvert -tilex 512 -tiley 512 -pyramid-resolutions 4) first")
-    return yx, nch, str(np.dtype(dtype)), tile, downs, image.stat().st_size
+                        f"({sl.channel_bytes / 1e9:.3g} GB) to map the tissue, and every block would read full-width "
+                        "strips; convert it to a tiled pyramidal OME-TIFF (e.g. bfconvert -tilex 512 -tiley 512 "
+                        "-pyramid-resolutions 4) first")
+    downs = [sl.shape[1] / lvl[-1] for lvl in sl.levels]
+    return sl.shape, sl.channels, sl.dtype, sl.tile, downs, sl.file_bytes
 
 
 def survey(image: Path, channel: int, window: int) -> Survey:

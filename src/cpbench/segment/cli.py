@@ -153,7 +153,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome, _ = srun.run(plan, client, out, progress=not args.no_progress)
     except srun.BlocksFailed as exc:
-        raise UserError(f"{exc}; the blocks done are kept in {work}: re-run the same command to resume") from None
+        from cpbench.io.slide import REFETCH
+        from cpbench.segment.tasks import LOG_NAME
+
+        log = work / LOG_NAME
+        if exc.damaged:
+            raise UserError(f"{exc}; {REFETCH} (worker tracebacks: {log})") from None
+        if exc.transient:
+            raise UserError(f"{exc}; the blocks done are kept in {work}: re-run the same command to resume "
+                            f"(worker tracebacks: {log})") from None
+        raise UserError(f"{exc}; worker tracebacks: {log}") from None
     finally:
         dcluster.stop(client, cluster)
     if not args.keep_work:

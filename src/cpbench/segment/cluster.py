@@ -4,6 +4,7 @@ count and glibc's default allocator thresholds. Units: seconds."""
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -34,7 +35,10 @@ def start(scheduler: str | None, workers: int | None, threads: int) -> tuple[Any
     # with the 64 KiB trim threshold kept 138.8 s and 1461 MB; distributed's defaults 122.8 s, 1465 MB
     env = {v: str(threads) for v in THREAD_VARS}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        # the workers' own logs (a failed task's remote traceback among them) stay off the console: each task
+        # writes its traceback to the work folder's log, and the run ends with one line
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.CRITICAL)
     return Client(cluster), cluster
 
 

@@ -32,8 +32,18 @@ from cpbench.segment.stitch import Resolution, resolve
 EMPTY_BELOW = 0.05
 
 
+#: failures that another run may not meet (a worker lost, memory, a timeout, the network): worth resuming
+TRANSIENT = {"KilledWorker", "CommClosedError", "MemoryError", "TimeoutError", "ConnectionError",
+             "ConnectionResetError", "BrokenPipeError", "FutureCancelledError", "CancelledError"}
+
+
 class BlocksFailed(RuntimeError):
-    """Blocks that failed after their retries (their indices and the first error)."""
+    """Blocks that failed after their retries (their indices and the first error); ``damaged``: the first
+    error is a tile of the slide that does not decode; ``transient``: a re-run may succeed."""
+
+    def __init__(self, text: str, damaged: bool = False, transient: bool = False) -> None:
+        super().__init__(text)
+        self.damaged, self.transient = damaged, transient
 
 
 @dataclass
@@ -68,7 +78,7 @@ def _gather(client: Any, fn: Callable[..., Any], args: Iterable[tuple[Any, ...]]
                     break
                 except Exception as exc:  # noqa: BLE001 - retried, then reported like the cluster's
                     if attempt == retries:
-                        raise BlocksFailed(_failed(what, 1, retries, a, exc)) from exc
+                        raise _failed(what, 1, retries, a, exc) from exc
         return results
     from distributed import as_completed
 
@@ -86,16 +96,19 @@ def _gather(client: Any, fn: Callable[..., Any], args: Iterable[tuple[Any, ...]]
             bar.update(1)
     if failed:
         where, exc = failed[0]
-        raise BlocksFailed(_failed(what, len(failed), retries, where, exc))
+        raise _failed(what, len(failed), retries, where, exc)
     return out
 
 
-def _failed(what: str, n: int, retries: int, args: tuple[Any, ...], exc: BaseException) -> str:
-    """One line: how many ``what`` tasks failed, the first one's blocks (row, column) and its error."""
+def _failed(what: str, n: int, retries: int, args: tuple[Any, ...], exc: BaseException) -> BlocksFailed:
+    """One line: how many ``what`` tasks failed, the first one's blocks (row, column) and its error; a
+    damaged tile is said as such (the file, not the run, needs mending)."""
     blocks = " and ".join(str(tuple(int(v) for v in a)) for a in args if isinstance(a, tuple))
     text = " ".join(str(exc).split())  # one line, whatever the error printed
-    return (f"{n} {what} task(s) failed after {retries} retries, the first at block {blocks}: "
-            f"{type(exc).__name__}: {text}")
+    if isinstance(exc, tasks.DamagedTile):
+        return BlocksFailed(f"{text} (block {blocks}, {what})", damaged=True)
+    return BlocksFailed(f"{n} {what} task(s) failed after {retries} retries, the first at block {blocks}: "
+                        f"{type(exc).__name__}: {text}", transient=type(exc).__name__ in TRANSIENT)
 
 
 def run(plan: tasks.Plan, client: Any, out: Path, progress: bool = True) -> tuple[Outcome, Resolution]:
@@ -270,26 +283,17 @@ def plan_for(image: Path, channel: int, block: int, overlap: int | None, model: 
              device: str, work: Path, eval_kw: dict[str, Any]) -> tasks.Plan:
     """A :class:`tasks.Plan` after checking the image, channel and sizes (one-line errors). ``eval_kw``:
     ``CellposeModel.eval`` options; on CPU ``batch_size`` is :data:`CPU_BATCH_SIZE` unless given."""
-    import tifffile
-
+    from cpbench.io.slide import open_slide
     from cpbench.segment.blocks import auto_overlap, make_grid
 
-    try:
-        with tifffile.TiffFile(image) as tf:
-            s = tf.series[0]
-            shape, axes = s.shape, s.axes
-    except FileNotFoundError:
-        raise UserError(f"{image} does not exist: give the path of an OME-TIFF") from None
-    except (tifffile.TiffFileError, ValueError, IndexError) as exc:
-        raise UserError(f"{image} is not a readable TIFF ({exc}); give an OME-TIFF") from None
-    if len(shape) == 2:
-        nch, yx = 1, (int(shape[0]), int(shape[1]))
-    elif len(shape) == 3 and axes[-2:] == "YX":
-        nch, yx = int(shape[0]), (int(shape[1]), int(shape[2]))
-    else:
-        raise UserError(f"{image} has axes {axes} {shape}: a (C, Y, X) or (Y, X) image is needed")
-    if not 0 <= channel < nch:
-        raise UserError(f"--channel {channel} is out of range: {image.name} has channels 0..{nch - 1}")
+    slide = open_slide(image, channel, integer=True)  # one line for a file that cannot be segmented
+    yx = slide.shape
+    if slide.tile is None:
+        import sys
+
+        print(f"note: {image} is stored in strips, not tiles: every block reads whole rows of the slide (the "
+              f"channel is {slide.channel_bytes / 1e9:.3g} GB decoded); a tiled pyramidal OME-TIFF reads only "
+              "its blocks", file=sys.stderr)
     ov = auto_overlap(diameter or 17.0) if overlap is None else overlap
     make_grid(yx, block, ov)  # the size checks
     if "batch_size" not in eval_kw and device.split(":")[0] == "cpu":

@@ -8,11 +8,14 @@ block, padded with 0), ``tables/R_C.npz`` (its object table, written last: the b
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +28,8 @@ from cpbench.segment.stitch import (
     match_seam,
     measure_objects,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,14 +85,59 @@ def _store(plan: Plan, name: str) -> Any:
     return zarr.open_array(str(Path(plan.work) / name), mode="r+")
 
 
+class DamagedTile(RuntimeError):
+    """A tile of the slide that does not decode: the file is damaged there, and no retry or re-run helps."""
+
+
+#: the work folder's log of every failed task's traceback (the console gets one line)
+LOG_NAME = "segment.log"
+
+
+def log_path(plan: Plan) -> Path:
+    return Path(plan.work) / LOG_NAME
+
+
+def _logged(fn: Callable[..., T]) -> Callable[..., T]:
+    """A task that appends its traceback to the work folder's log when it fails, then fails as before."""
+    @functools.wraps(fn)
+    def task(plan: Plan, *args: Any) -> T:
+        try:
+            return fn(plan, *args)
+        except Exception:
+            try:
+                with open(log_path(plan), "a") as f:
+                    f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()} {fn.__name__}{args!r}\n"
+                            f"{traceback.format_exc()}\n")
+            except OSError:
+                pass  # the log is a courtesy; the failure itself still reaches the client
+            raise
+    return task
+
+
 def read_block(plan: Plan, window: tuple[int, int, int, int]) -> np.ndarray:
-    """One channel of the image over ``window`` (only the tiles it touches are read)."""
+    """One channel of the image over ``window`` (only the tiles it touches are read). A tile that does
+    not decode is a :class:`DamagedTile` naming it (level, channel, pixel range)."""
     from cpbench import stages as cs
 
     y0, y1, x0, x1 = window
-    return cs.read_region(plan.image, plan.channel, y0, x0, y1 - y0, x1 - x0)
+    try:
+        return cs.read_region(plan.image, plan.channel, y0, x0, y1 - y0, x1 - x0)
+    except Exception as exc:
+        from cpbench.io.slide import damaged_tile
+
+        try:
+            tile = damaged_tile(Path(plan.image), plan.channel, window)
+        except Exception:  # noqa: BLE001 - the file cannot even be opened now: report the first error
+            tile = None
+        if tile is None:
+            raise
+        ty0, ty1, tx0, tx1 = tile
+        text = " ".join(str(exc).split())[:200]
+        raise DamagedTile(f"{plan.image} is damaged at level 0, channel {plan.channel}, y {ty0}..{ty1}, "
+                          f"x {tx0}..{tx1} px: that tile does not decode ({type(exc).__name__}: {text})") from exc
 
 
+@_logged
 def histogram_task(plan: Plan, idx: Index) -> np.ndarray:
     """Intensity counts of block ``idx``'s core (for the whole-slide percentiles)."""
     from cpbench.segment.normalize import histogram
@@ -142,6 +192,7 @@ def load_table(plan: Plan, idx: Index) -> tuple[Objects, bool]:
     return Objects(idx, ids, area, cy, cx, cut.astype(bool)), bool(empty)
 
 
+@_logged
 def segment_task(plan: Plan, idx: Index) -> BlockDone:
     """Segment block ``idx``'s read window (unless done before or empty), store labels, then table.
 
@@ -186,6 +237,7 @@ def stored_labels(plan: Plan, idx: Index) -> np.ndarray:
     return np.asarray(_store(plan, "labels.zarr")[idx[0], idx[1], :h, :w])
 
 
+@_logged
 def seam_task(plan: Plan, a: Index, b: Index) -> SeamMatch:
     """Match the objects of two touching blocks."""
     g = plan.grid
@@ -196,6 +248,7 @@ def seam_task(plan: Plan, a: Index, b: Index) -> SeamMatch:
     return match_seam(g.at(*a), stored_labels(plan, a), ta, g.at(*b), stored_labels(plan, b), tb)
 
 
+@_logged
 def compose_task(plan: Plan, idx: Index, maps: dict[Index, np.ndarray]) -> int:
     """Write block ``idx``'s core of the global labels from the maps of it and its neighbours; returns
     the pixels two kept objects claimed."""

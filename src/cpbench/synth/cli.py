@@ -144,16 +144,16 @@ def run(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     """Print the summary of an OME-TIFF."""
-    import tifffile
-
     from cpbench.io.ometiff import describe
+    from cpbench.io.slide import open_slide, quiet_tifffile
 
-    if not args.path.is_file():
-        raise UserError(f"{args.path} does not exist or is not a file; give the path of an .ome.tif")
+    open_slide(args.path, planes=False)  # one line for a file that is missing, not a TIFF or truncated
     try:
-        d = describe(args.path)
-    except (tifffile.TiffFileError, ValueError) as exc:
-        raise UserError(f"{args.path} is not a readable TIFF ({exc}); give an OME-TIFF") from None
+        with quiet_tifffile():
+            d = describe(args.path)
+    except Exception as exc:  # noqa: BLE001 - a header the checks passed may still hold nonsense: one line
+        raise UserError(f"{args.path} has metadata that cannot be read ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); re-export or re-download it") from None
     if args.preview:
         from cpbench.synth.preview import write_preview
 
