@@ -56,13 +56,19 @@ for R in $RELEASES; do
 print('python', sys.version.split()[0], 'torch', torch.__version__, 'CUDA', torch.version.cuda, 'available',
       torch.cuda.is_available(), 'numpy', numpy.__version__, 'cellpose', '$have')"
   $PY -m asv machine --yes --machine "$MACHINE" > /dev/null
+  # one asv run per size and class: asv writes its results when a run ends, so a run cut by the deadline
+  # loses only itself (the first rehearsal lost everything measured in 15 minutes that way)
   for size in ${SIZES//,/ }; do
-    t=$(( $(left) - 10 )); [ "$t" -gt 30 ] || { say "no time left for $size px (Cellpose $have)"; break; }
-    say "Cellpose $have, $size px on $DEV, machine $MACHINE, $t s left"
-    timeout "$t" $PY -m cpbench.cli sweep scaling --device "$DEV" --grid quick --sizes "$size" --classes "$CLASSES" \
-      --results-dir "$OUT/results-gpu" --commit "$commit" \
-      --asv "--quick --launch-method spawn --machine $MACHINE --show-stderr" \
-      | grep -vE '^\s*$|Discovering|Installing|Setting up' || say "the $size px sweep stopped (exit ${PIPESTATUS[0]})"
+    for cls in ${CLASSES//|/ }; do
+      t=$(( $(left) - 10 )); [ "$t" -gt 30 ] || { say "no time left for $cls at $size px (Cellpose $have)"; break 2; }
+      say "Cellpose $have, $cls at $size px on $DEV, machine $MACHINE, $t s left"
+      timeout "$t" $PY -m cpbench.cli sweep scaling --device "$DEV" --grid quick --sizes "$size" --classes "$cls" \
+        --results-dir "$OUT/results-gpu" --commit "$commit" \
+        --asv "--quick --launch-method spawn --machine $MACHINE --show-stderr" > "$OUT/asv-$have-$cls-$size.log" 2>&1
+      rc=$?
+      grep -E '^\[.*(ok|failed)$|^\s+[a-z_]+\s+[0-9]' "$OUT/asv-$have-$cls-$size.log" | tail -40
+      [ $rc -eq 0 ] || say "$cls at $size px: exit $rc$([ $rc -eq 124 ] && echo ' (the deadline: this run is lost, the earlier ones are kept)')"
+    done
   done
 done
 $PY - "$OUT/results-gpu" <<'EOF'
