@@ -65,6 +65,18 @@ def check_free_space(directory: Path, needed: int) -> None:
         )
 
 
+def check_new_output(out: Path, overwrite: bool) -> None:
+    """One-line errors for ``--out`` that exists (without ``overwrite``), lies in a missing folder, or in
+    a folder this process cannot write in."""
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it first")
+    reason = unwritable_reason(out.parent)
+    if reason:
+        raise UserError(f"--out {out}: cannot write in {out.parent} ({reason}); choose another --out")
+
+
 def unwritable_reason(directory: Path) -> str | None:
     """None when a file can be created in ``directory``; otherwise the operating system's reason."""
     try:

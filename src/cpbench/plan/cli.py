@@ -63,19 +63,13 @@ def register(sub: Any) -> None:
 
 def _out_path(args: argparse.Namespace) -> Path:
     from cpbench.errors import UserError
-    from cpbench.io.files import unwritable_reason
+    from cpbench.io.files import check_new_output
 
     name = args.image.name.split(".")[0] if args.image else "slide"
     out = (args.out or Path(f"{name}.plan.json")).absolute()
     if not out.name.endswith(".json"):
         raise UserError(f"--out {out}: give a name ending .json")
-    if out.exists() and not args.overwrite:
-        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
-    if not out.parent.is_dir():
-        raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it first")
-    reason = unwritable_reason(out.parent)
-    if reason:
-        raise UserError(f"--out {out}: cannot write in {out.parent} ({reason}); choose another --out")
+    check_new_output(out, args.overwrite)
     return out
 
 

@@ -251,18 +251,12 @@ def add_to_seam_report(path: Path, **fields: Any) -> None:
 
 def check_output(out: Path, overwrite: bool) -> None:
     """One-line errors for an output that cannot be written."""
-    from cpbench.io.files import unwritable_reason
+    from cpbench.io.files import check_new_output
 
     if not out.name.endswith(TIFF_SUFFIXES + ZARR_SUFFIXES):
         raise UserError(f"--out {out}: give a name ending .ome.tif (tiled pyramidal OME-TIFF) or .ome.zarr "
                         "(OME-Zarr label image)")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose another --out")
-    if not out.parent.is_dir():
-        raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it first")
-    reason = unwritable_reason(out.parent)
-    if reason:
-        raise UserError(f"--out {out}: cannot write in {out.parent} ({reason}); choose another --out")
+    check_new_output(out, overwrite)
 
 
 def describe_outcome(o: Outcome) -> str:
