@@ -47,3 +47,28 @@ def test_a_task_that_keeps_failing_is_reported_in_one_line(client: Any, tmp_path
     with pytest.raises(BlocksFailed) as err:
         _gather(client, flaky, args, "blocks", progress=False, retries=2)
     assert str(err.value) == "1 blocks task(s) failed after 2 retries, the first at block (1, 1): OSError: disk error"
+    assert not err.value.transient and not err.value.damaged  # a re-run would fail the same way: no resume advice
+
+
+@pytest.mark.parametrize("exc, transient, damaged", [
+    ("distributed.scheduler.KilledWorker", True, False),  # a worker lost (memory, a crash): resuming helps
+    ("builtins.MemoryError", True, False),
+    ("builtins.TimeoutError", True, False),
+    ("builtins.ValueError", False, False),
+    ("cpbench.segment.tasks.DamagedTile", False, True),  # the file needs mending, not the run
+])
+def test_a_failure_is_told_transient_or_not(exc: str, transient: bool, damaged: bool) -> None:
+    import importlib
+
+    from cpbench.segment.run import _failed
+
+    module, name = exc.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    text = "tile (0, 0) of x.ome.tif does not decode"
+    import types
+
+    lost = types.SimpleNamespace(address="tcp://127.0.0.1:1")  # KilledWorker(task, the last worker, failures)
+    error = cls(text, lost, 3) if name == "KilledWorker" else cls(text)
+    failed = _failed("blocks", 1, 2, ((2, 3),), error)
+    assert (failed.transient, failed.damaged) == (transient, damaged)
+    assert "(2, 3)" in str(failed) and "\n" not in str(failed)
