@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
                    help="an existing dask scheduler: the samples run on its workers and the plan is for it")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default $CPBENCH_THREADS or 2)")
     p.add_argument("--block", type=int, default=None,
-                   help="plan for this block side, px (default: recommend one of the sampled side x 1, 2, 4, ...)")
+                   help="plan for this block side, px (default: recommend one of 512, 1024, 2048, ... px within 4x the pixels sampled)")
     p.add_argument("--overlap", default="auto", help="as cpbench segment's --overlap (default auto: 2 x diameter)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="network tiles per batch (default as cpbench segment: 1 on CPU, 8 on a GPU)")
