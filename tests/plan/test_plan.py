@@ -182,7 +182,7 @@ def test_denser_tissue_predicts_more_nuclei(slides: dict[str, Path], tmp_path: P
     for name in ("dense", "sparse"):
         out = tmp_path / f"{name}.plan.json"
         assert main(["plan", str(slides[name]), "--diameter", str(DIAMETER), "--samples", "2", "--sample-block", "128",
-                     "--block", "512", "--out", str(out), "--no-progress"]) == 0
+                     "--block", "256", "--out", str(out), "--no-progress"]) == 0
         nuclei[name] = json.loads(out.read_text())["recommended"]["nuclei"]
     print(nuclei)
     assert nuclei["dense"] > 1.5 * nuclei["sparse"]
@@ -205,7 +205,7 @@ def _blank(path: Path) -> Path:
     (None, ["--channel", "3"], "--channel 3 is out of range"),
     (_blank, [], "no tissue found"),
     (None, ["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the dask scheduler tcp://127.0.0.1:9"),
-    (None, ["--memory", "0.05", "--samples", "2", "--sample-block", "128"], "below one worker's floor"),
+    (None, ["--memory", "0.05", "--samples", "2", "--sample-block", "128", "--block", "256"], "below one worker's floor"),
     (None, ["--samples", "1"], "--samples 1: give 2 or more"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(slides: dict[str, Path], tmp_path: Path,
