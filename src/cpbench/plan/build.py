@@ -45,7 +45,7 @@ def size_side(side: int, block: int | None) -> int:
     return SIZE_SIDE if side < SIZE_SIDE else 2 * side
 
 
-def _command(args: argparse.Namespace, side: int, workers: int, threads: int, batch: int) -> str:
+def _command(args: argparse.Namespace, side: int, workers: int, threads: int, batch: int, plan: Path) -> str:
     parts = ["cpbench segment", str(args.image), f"--channel {args.channel}",
              f"--out {args.image.name.split('.')[0]}.labels.ome.tif", f"--block {side}"]
     if args.overlap != "auto":
@@ -58,7 +58,7 @@ def _command(args: argparse.Namespace, side: int, workers: int, threads: int, ba
         parts.append(f"--device {args.device}")
     parts += [f"--batch-size {batch}", f"--threads {threads}"]
     parts.append(f"--scheduler {args.scheduler}" if args.scheduler else f"--workers {workers}")
-    parts.append(f"--plan {args.out or Path(args.image.name.split('.')[0] + '.plan.json')}")
+    parts.append(f"--plan {plan}")
     return " ".join(parts)
 
 
@@ -140,7 +140,7 @@ def make_plan(sv: Survey, args: argparse.Namespace, overlap: int, threads: int, 
     signal = float(np.mean(sv.low))
     w_time, w_peak, w_extra = pj.whole_image(costs, sv.shape, signal, machine)
     whole_fits = w_peak.high + machine.client_bytes <= memory
-    command = _command(args, best.block, best.workers, threads, batch)
+    command = _command(args, best.block, best.workers, threads, batch, out)
     planning = time.perf_counter() - started
     doc = {
         "version": 1, "image": sv.image, "channel": sv.channel, "shape": list(sv.shape), "dtype": sv.dtype,

@@ -48,11 +48,6 @@ class Survey:
     def pixels(self) -> int:
         return self.shape[0] * self.shape[1]
 
-    @property
-    def empty_below(self) -> float:
-        """Normalized intensity under which a block is bare glass (``cpbench segment``'s rule)."""
-        return EMPTY_BELOW
-
     def window_stats(self, window: tuple[int, int, int, int]) -> tuple[float, bool]:
         """(signal, bare glass) of a full-resolution window ``(y0, y1, x0, x1)`` from the low level."""
         y0, y1, x0, x1 = window
